@@ -1,0 +1,31 @@
+"""servekit: the Ray Serve course's plumbing, kept out of the lessons.
+
+Nothing here teaches Serve: the lessons write their deployments, ``serve.run`` calls,
+handles and configs out in full. The kit resolves offline models, starts and stops a
+quiet, isolated local Ray cluster the same way in every notebook, waits for an app to
+be healthy, generates load and cleans up processes by PID.
+"""
+
+from servekit.cluster import free_port, serve_url, shutdown, start_ray, start_serve
+from servekit.health import AppNotHealthy, wait_until_healthy
+from servekit.load import LoadReport, http_json_sender, run_load, run_load_async
+from servekit.models import ResolvedModel, resolve_model
+from servekit.paths import REPO_ROOT, SCRATCH
+
+__all__ = [
+    "AppNotHealthy",
+    "LoadReport",
+    "REPO_ROOT",
+    "ResolvedModel",
+    "SCRATCH",
+    "free_port",
+    "http_json_sender",
+    "resolve_model",
+    "run_load",
+    "run_load_async",
+    "serve_url",
+    "shutdown",
+    "start_ray",
+    "start_serve",
+    "wait_until_healthy",
+]

@@ -1,0 +1,143 @@
+"""Start and stop the course's local Ray cluster and Serve, the same quiet way in every notebook.
+
+Lesson 00 writes every one of these calls out and explains it; later lessons call
+``start_ray()`` / ``start_serve()`` so that their cells show only what they teach.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+
+from servekit.paths import SCRATCH
+
+_LONGEST_RAY_SOCKET_SUFFIX = 75  # "session_<date>_<time>_<us>_<pid>/sockets/plasma_store" plus margin
+_state: dict[str, object] = {}
+
+
+def free_port(preferred: int = 8000, host: str = "127.0.0.1") -> int:
+    """``preferred`` if nothing listens there, else a free port the OS picks."""
+    for port in (preferred, 0):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            # Bind as servers do (uvicorn sets SO_REUSEADDR): a port whose last connections
+            # are in TIME_WAIT is free for them, and must count as free here too.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise OSError("no free TCP port found")  # pragma: no cover - the OS always has one
+
+
+def ray_temp_dir() -> Path:
+    """Ray's session files go under scratch/ray, unless that path is too long for a Unix socket."""
+    path = SCRATCH / "ray"
+    if len(str(path)) + _LONGEST_RAY_SOCKET_SUFFIX <= 107:
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    tmp = Path(tempfile.mkdtemp(prefix="servekit-ray-", dir="/tmp"))
+    _state["owned_temp_dir"] = tmp  # removed again by shutdown()
+    return tmp
+
+
+def quiet_ray_logging() -> None:
+    """Keep Ray's and Serve's INFO lines (timestamps, pids) out of cell outputs."""
+    logging.getLogger("ray").setLevel(logging.ERROR)
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)
+
+
+def use_session_token() -> None:
+    """Give Ray's token authentication a token held in this process's environment.
+
+    Ray >= 2.59 turns token auth on for a new local cluster and, when it finds no token,
+    writes one to ~/.ray/auth_token. A token in RAY_AUTH_TOKEN keeps authentication on and
+    leaves no file behind; every Ray process this kernel starts inherits the variable.
+    A token (or RAY_AUTH_MODE) you set yourself is respected.
+    """
+    if not {"RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"} & os.environ.keys():
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(16)
+
+
+def start_ray(
+    num_cpus: int = 2,
+    num_gpus: int | None = None,
+    resources: dict[str, float] | None = None,
+    dashboard: bool = False,
+    object_store_mb: int = 200,
+):
+    """An isolated, quiet local Ray cluster sized for a laptop; returns ``ray.init``'s context.
+
+    ``address="local"`` never joins a cluster you started with ``ray start``; logical
+    ``num_cpus``/``num_gpus`` make replicas schedule the same on any machine; the
+    dashboard, when on, listens on 127.0.0.1 only; worker logs stay in the session's
+    log files instead of landing in whichever cell is running.
+    """
+    import ray
+
+    quiet_ray_logging()
+    if ray.is_initialized():
+        return ray.get_runtime_context()
+    use_session_token()
+    ctx = ray.init(
+        address="local",
+        num_cpus=num_cpus,
+        num_gpus=num_gpus,
+        resources=resources,
+        include_dashboard=dashboard,
+        dashboard_host="127.0.0.1",
+        dashboard_port=free_port(8265) if dashboard else None,
+        object_store_memory=object_store_mb * 1024 * 1024,
+        log_to_driver=False,
+        logging_level=logging.ERROR,
+        configure_logging=True,
+        _node_ip_address="127.0.0.1",
+        _temp_dir=str(ray_temp_dir()),
+    )
+    quiet_ray_logging()
+    return ctx
+
+
+def start_serve(port: int = 8000) -> int:
+    """Start Serve's HTTP proxy on 127.0.0.1; returns the port.
+
+    HTTP options only take effect before the first ``serve.run``: a proxy that is
+    already up keeps its port and silently ignores new options. If ``port`` is taken
+    (often another notebook's cluster still running), Serve gets a free port instead
+    and this says so.
+    """
+    from ray import serve
+
+    chosen = free_port(port)
+    if chosen != port:
+        print(f"Port {port} is busy (another notebook's Ray cluster?); Serve listens on {chosen} instead.")
+    serve.start(http_options={"host": "127.0.0.1", "port": chosen})
+    _state["port"] = chosen
+    quiet_ray_logging()
+    return chosen
+
+
+def serve_url(route_prefix: str = "/") -> str:
+    """The HTTP address of an app, on the port ``start_serve`` chose."""
+    port = _state.get("port", 8000)
+    return f"http://127.0.0.1:{port}/{route_prefix.lstrip('/')}"
+
+
+def shutdown() -> None:
+    """Stop Serve, then Ray (``ray.shutdown()`` alone leaves Serve's actors to die with the
+    cluster without a graceful stop), and remove a temporary session folder if one was made."""
+    import ray
+    from ray import serve
+
+    if ray.is_initialized():
+        serve.shutdown()
+        ray.shutdown()
+    tmp = _state.pop("owned_temp_dir", None)
+    if isinstance(tmp, Path):
+        shutil.rmtree(tmp, ignore_errors=True)
+    _state.pop("port", None)
