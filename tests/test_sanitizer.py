@@ -1,0 +1,55 @@
+"""The nbval sanitizer, run on output captured from the course's real notebook runs."""
+
+import re
+from pathlib import Path
+
+from nbval.plugin import get_sanitize_patterns
+
+CFG = Path(__file__).with_name("nbval_sanitize.cfg")
+PATTERNS = get_sanitize_patterns(CFG.read_text())
+
+
+def sanitize(text: str) -> str:
+    for regex, replace in PATTERNS:
+        text = re.sub(regex, replace, text)
+    return text
+
+
+def test_every_section_parses():
+    # nbval silently skips a pair whose "replace:" lacks its space; count them all.
+    sections = re.findall(r"^\[.+\]$", CFG.read_text(), re.M)
+    assert len(PATTERNS) == len(sections) == 12
+
+
+def test_serve_shutdown_noise_is_dropped_whether_or_not_it_arrives():
+    with_noise = (
+        "\x1b[33m(raylet)\x1b[0m Task ServeController.listen_for_change failed. There are infinite retries remaining, "
+        "so the task will be retried. Error: The actor is dead because it was killed by `ray.kill`.\n"
+        "\x1b[33m(raylet)\x1b[0m Task ServeController.graceful_shutdown failed. There are infinite retries remaining, "
+        "so the task will be retried. Error: The actor is dead because it was killed by `ray.kill`.\n"
+        "Serve and Ray are shut down: True\n"
+    )
+    assert sanitize(with_noise) == sanitize("Serve and Ray are shut down: True\n") == "Serve and Ray are shut down: True\n"
+
+
+def test_ports_pids_ids_addresses_and_times_get_placeholders():
+    line = (
+        "[2026-11-25 13:49:26,558 E 9004 9004] ray::ServeReplica:sentiment:SentimentAnalyzer.handle_request() "
+        "(pid=9281, ip=192.0.2.2, actor_id=f90796a43aaa57e56243115701000000, repr=<ServeReplica object at 0x7f57883d2790>) "
+        'File "/tmp/ipykernel_8541/682129045.py", line 26 took 12.5 ms; dashboard http://127.0.0.1:8265'
+    )
+    out = sanitize(line)
+    for placeholder in ("<TIMESTAMP>", "pid=<PID>", "ip=<IP>", "actor_id=<ID>", "<ADDR>", "<IPYKERNEL_FILE>", "<DURATION>",
+                        "127.0.0.1:<PORT>"):
+        assert placeholder in out, (placeholder, out)
+    assert not re.search(r"9281|192\.0\.2\.2|f90796a4|8265|8541", out), out
+
+
+def test_meaningful_output_is_left_alone():
+    for text in (
+        "200 {'label': 'positive', 'score': 0.811, 'scores': {'positive': 0.811, 'neutral': 0.181, 'negative': 0.008}}\n",
+        "logical resources: {'CPU': 2.0}\n",
+        "too long       413  'text' has 4000 characters; the limit is 2000\n",
+        "ray           2.60.0      2.60.0\n",
+    ):
+        assert sanitize(text) == text
