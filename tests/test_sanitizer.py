@@ -18,7 +18,7 @@ def sanitize(text: str) -> str:
 def test_every_section_parses():
     # nbval silently skips a pair whose "replace:" lacks its space; count them all.
     sections = re.findall(r"^\[.+\]$", CFG.read_text(), re.M)
-    assert len(PATTERNS) == len(sections) == 12
+    assert len(PATTERNS) == len(sections) == 13
 
 
 def test_serve_shutdown_noise_is_dropped_whether_or_not_it_arrives():
@@ -30,6 +30,11 @@ def test_serve_shutdown_noise_is_dropped_whether_or_not_it_arrives():
         "Serve and Ray are shut down: True\n"
     )
     assert sanitize(with_noise) == sanitize("Serve and Ray are shut down: True\n") == "Serve and Ray are shut down: True\n"
+
+
+def test_a_busy_port_8000_does_not_change_the_comparison():
+    busy = "Port 8000 is busy (another notebook's Ray cluster?); Serve listens on 41234 instead.\napp: RUNNING at http://127.0.0.1:41234/x\n"
+    assert sanitize(busy) == sanitize("app: RUNNING at http://127.0.0.1:8000/x\n") == "app: RUNNING at http://127.0.0.1:<PORT>/x\n"
 
 
 def test_ports_pids_ids_addresses_and_times_get_placeholders():
