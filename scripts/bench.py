@@ -3,7 +3,9 @@
 For each solution notebook: wall time under the same strict nbval run as `make test`, and the
 peak memory (PSS, so shared pages are not counted twice) of its kernel plus every Ray process
 the kernel started. Then the time from a cold start (no model built yet) to the first live
-response in lesson 01. Results print as a table and go to scratch/bench/results.json.
+response in lesson 01, and lesson 05's batching measurements (its measurement cell writes them to
+scratch/bench/05_batching.json while nbval runs it). Results print as a table and go to
+scratch/bench/results.json.
 
 Usage:  python scripts/bench.py [solutions/NN_name.ipynb ...]      (or: make bench)
 """
@@ -110,6 +112,15 @@ def main(argv: list[str]) -> int:
         print(f"{r['notebook']:<34}{r['nbval_wall_s']:>16}{r['peak_pss_gib']:>16}  {r['result']}")
     if "first_response_cold_s" in results:
         print(f"lesson 01, kernel start -> first HTTP response (cold, model built from the wheel): {results['first_response_cold_s']} s")
+    batching = ROOT / "scratch" / "bench" / "05_batching.json"  # written by lesson 05's measurement cell
+    if batching.exists() and any(p.name.startswith("05_") for p in paths):
+        results["batching"] = json.loads(batching.read_text())
+        print("\nlesson 05, dynamic batching (same model, same 2 cores, one run):")
+        for name, row in results["batching"]["serve"].items():
+            print(f"  {name:<18} {row['throughput_rps']:>7} req/s  p50 {row['p50_ms']:>7} ms  p95 {row['p95_ms']:>7} ms")
+        for name, value in results["batching"]["ratios"].items():
+            print(f"  {name:<34} {value}")
+        out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"written to {out.relative_to(ROOT)}")
     return 0
 
