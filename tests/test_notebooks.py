@@ -24,8 +24,12 @@ def code_cells(nb):
 def test_lessons_exist_in_order_and_mirror_each_other():
     names = [p.name for p in SOLUTIONS]
     assert names[:2] == ["00_setup.ipynb", "01_first_deployment.ipynb"]
-    assert [int(n[:2]) for n in names] == list(range(len(names))), "numbers are the order: no gaps"
+    numbers = [int(n[:2]) for n in names]
+    assert numbers == sorted(set(numbers)), "one notebook per number: the number is the order"
     assert sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb")) == names
+    readme = (ROOT / "README.md").read_text()
+    missing = [n for n in names if f"(notebooks/{n})" not in readme]
+    assert not missing, f"README's course map lacks {missing}"
 
 
 def test_learner_notebooks_are_generated_from_solutions():
