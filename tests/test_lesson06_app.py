@@ -1,0 +1,181 @@
+"""Lesson 06's Sentiment API tested without a Ray cluster, the way the lesson recommends.
+
+The app's code is not copied here: it is read from the cells tagged ``app-code`` in
+solutions/06_fastapi_ingress.ipynb, so the test always checks what the lesson teaches.
+
+Two layers, neither starts Ray:
+* the routes' logic, run by Serve's local testing mode (``serve.run(app, _local_testing_mode=True)``):
+  every deployment runs in this process, and the ingress's route methods are called through
+  the handle ``serve.run`` returns, with the real model behind a second, in-process handle;
+* the HTTP layer FastAPI handles before a route runs (OpenAPI schema, body-size limit,
+  malformed JSON), through FastAPI's ``TestClient``, plus the request models behind every 422.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import types
+
+import nbformat
+import pytest
+from pydantic import ValidationError
+
+from servekit import resolve_model
+from servekit.paths import REPO_ROOT
+
+NOTEBOOK = REPO_ROOT / "solutions" / "06_fastapi_ingress.ipynb"
+MODULE = "lesson06_app"
+
+
+def app_code() -> str:
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    cells = [c.source for c in nb.cells if c.cell_type == "code" and "app-code" in c.metadata.get("tags", [])]
+    assert len(cells) == 3, "the lesson defines its app in three cells tagged app-code (schemas, model, ingress)"
+    return "\n\n".join(cells)
+
+
+@pytest.fixture(scope="module")
+def lesson():
+    """The lesson's app code, run as a module of its own (so pickling finds its classes)."""
+    module = types.ModuleType(MODULE)
+    sys.modules[MODULE] = module
+    exec(compile(app_code(), str(NOTEBOOK), "exec"), module.__dict__)
+    yield module
+    sys.modules.pop(MODULE, None)
+
+
+@pytest.fixture(scope="module")
+def handle(lesson):
+    """The ingress deployment, run in this process by Serve's local testing mode."""
+    import ray
+    from ray import serve
+    from ray.serve import batching
+
+    # Ray 2.60's local testing mode has no replica context, and @serve.batch asks for one when
+    # its queue starts (only to log a warning about max_ongoing_requests): without this stub the
+    # /predict route, whose helper is batched, fails with "get_replica_context() may only be
+    # called from within a Ray Serve deployment". Nothing else is replaced.
+    patch = pytest.MonkeyPatch()
+    patch.setattr(batching._BatchQueue, "_warn_if_max_batch_size_exceeds_max_ongoing_requests", lambda self: None)
+    app = lesson.SentimentAPI.bind(lesson.SentimentModel.bind(resolve_model("sentiment").location))
+    yield serve.run(app, name="lesson06-unit", _local_testing_mode=True)
+    patch.undo()
+    assert not ray.is_initialized(), "local testing mode must not start a Ray cluster"
+
+
+# --- the routes' logic, through the in-process handle -------------------------------------------
+
+
+def test_health_and_model_info(lesson, handle):
+    assert handle.health.remote().result() == {"status": "ok"}
+    info = handle.model_info.remote().result()
+    assert isinstance(info, lesson.ModelInfo)
+    assert info.labels == ["negative", "neutral", "positive"]
+    assert (info.max_text_chars, info.max_batch, info.max_body_bytes) == (2000, 32, 64 * 1024)
+
+
+def test_predict_calls_the_model_deployment(lesson, handle):
+    answer = handle.predict.remote(lesson.TextIn(text="I love this course!")).result()
+    assert isinstance(answer, lesson.Prediction)
+    assert answer.label == "positive" == max(answer.scores, key=answer.scores.get)
+    assert set(answer.scores) == {"negative", "neutral", "positive"}
+    assert abs(sum(answer.scores.values()) - 1) < 0.01
+
+
+def test_batch_keeps_order(lesson, handle):
+    texts = ["I love this course!", "Worst airline ever. Lost my bag.", "I love this course!"]
+    out = handle.predict_batch.remote(lesson.BatchIn(texts=texts)).result()
+    labels = [p.label for p in out.predictions]
+    assert labels == ["positive", "negative", "positive"]
+
+
+def test_model_errors_become_422_with_a_message_not_a_traceback(lesson, handle):
+    from fastapi import HTTPException
+
+    with pytest.raises(HTTPException) as caught:
+        handle.predict_batch.remote(lesson.BatchIn(texts=["fine", "🙂🙂🙂"])).result()
+    assert caught.value.status_code == 422
+    assert caught.value.detail.startswith("text 1 has no word the model knows")
+    assert "Traceback" not in caught.value.detail and "pid=" not in caught.value.detail
+
+
+def test_stream_yields_one_json_line_per_text_in_order(lesson, handle):
+    texts = ["I love this course!", "Worst airline ever. Lost my bag.", "The meeting is at 3pm."]
+    response = handle.predict_stream.remote(lesson.BatchIn(texts=texts)).result()
+    assert response.media_type == "application/x-ndjson"
+
+    async def read_lines():
+        return [json.loads(chunk) async for chunk in response.body_iterator]
+
+    lines = asyncio.run(read_lines())
+    assert [line["index"] for line in lines] == [0, 1, 2]
+    assert [line["text"] for line in lines] == texts
+    assert lines[0]["label"] == "positive" and lines[1]["label"] == "negative"
+
+
+# --- the request models (FastAPI answers 422 with exactly these errors) ------------------------
+
+
+@pytest.mark.parametrize(
+    "model, body, error",
+    [
+        ("TextIn", {}, "missing"),
+        ("TextIn", {"text": 42}, "string_type"),
+        ("TextIn", {"text": "   "}, "string_too_short"),
+        ("TextIn", {"text": "a" * 2001}, "string_too_long"),
+        ("TextIn", {"text": "hi", "lang": "en"}, "extra_forbidden"),
+        ("BatchIn", {"texts": []}, "too_short"),
+        ("BatchIn", {"texts": ["ok"] * 33}, "too_long"),
+        ("BatchIn", {"texts": ["ok", ""]}, "string_too_short"),
+    ],
+)
+def test_request_models_reject_bad_input(lesson, model, body, error):
+    with pytest.raises(ValidationError) as caught:
+        getattr(lesson, model).model_validate(body)
+    assert error in {e["type"] for e in caught.value.errors()}
+
+
+# --- the HTTP layer, with FastAPI's TestClient (no Serve, no model) ----------------------------
+
+
+@pytest.fixture(scope="module")
+def client(lesson):
+    from fastapi.testclient import TestClient
+
+    return TestClient(lesson.api)
+
+
+def test_openapi_schema_documents_routes_and_limits(client):
+    schema = client.get("/openapi.json").json()
+    assert set(schema["paths"]) == {"/health", "/model", "/predict", "/predict/batch", "/predict/stream"}
+    assert set(schema["paths"]["/predict"]) == {"post"}
+    components = schema["components"]["schemas"]
+    assert {"TextIn", "BatchIn", "Prediction", "BatchOut", "ModelInfo"} <= set(components)
+    assert components["TextIn"]["properties"]["text"]["maxLength"] == 2000
+    assert components["BatchIn"]["properties"]["texts"]["maxItems"] == 32
+    ok = schema["paths"]["/predict"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert ok == {"$ref": "#/components/schemas/Prediction"}
+    assert "422" in schema["paths"]["/predict"]["post"]["responses"]
+
+
+def test_docs_page_is_served(client):
+    page = client.get("/docs")
+    assert page.status_code == 200 and "swagger-ui" in page.text
+
+
+def test_body_over_the_limit_gets_413_json_with_or_without_content_length(client):
+    big = b'{"text": "' + b"a" * 70_000 + b'"}'
+    declared = client.post("/predict", content=big, headers={"Content-Type": "application/json"})
+    chunked = client.post("/predict", content=iter([big[:10], big[10:]]), headers={"Content-Type": "application/json"})
+    for r in (declared, chunked):
+        assert r.status_code == 413
+        assert r.json() == {"detail": "the request body is over the limit of 65536 bytes"}
+    assert "content-length" not in chunked.request.headers, "the second request really was chunked"
+
+
+def test_malformed_json_gets_422(client):
+    r = client.post("/predict", content=b'{"text": ', headers={"Content-Type": "application/json"})
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["type"] == "json_invalid"
