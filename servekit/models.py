@@ -48,7 +48,9 @@ class ResolvedModel:
     source: str
     #: human description: what the model is, where it came from, its license
     description: str
-    #: which code path serves it: "transformers" (a pipeline), "apertium" (MT engine), "extractive" (encoder ranking)
+    #: which code path serves it: "transformers" (pipeline("text-classification") for sentiment; AutoModelForSeq2SeqLM
+    #: + generate for translation/summarization, whose pipelines transformers 5 removed), "apertium" (MT engine),
+    #: "extractive" (encoder ranking)
     backend: str
 
     @property
