@@ -11,11 +11,16 @@ class AppNotHealthy(RuntimeError):
     """The application did not reach RUNNING (or its route did not answer) in time."""
 
 
+def _name(status) -> str:
+    """'DEPLOYING', not 'ApplicationStatus.DEPLOYING': Serve's statuses are str enums."""
+    return getattr(status, "value", status)
+
+
 def _describe(app) -> str:
-    lines = [f"application status {app.status}" + (f": {app.message}" if app.message else "")]
+    lines = [f"application status {_name(app.status)}" + (f": {app.message}" if app.message else "")]
     for name, dep in app.deployments.items():
         replicas = ", ".join(f"{n} {state}" for state, n in dep.replica_states.items()) or "no replicas"
-        lines.append(f"  deployment {name}: {dep.status} ({replicas})" + (f"\n    {dep.message}" if dep.message else ""))
+        lines.append(f"  deployment {name}: {_name(dep.status)} ({replicas})" + (f"\n    {dep.message}" if dep.message else ""))
     return "\n".join(lines)
 
 

@@ -87,6 +87,19 @@ def test_wait_reports_pending_replicas_with_the_resource_message(monkeypatch):
     assert "not RUNNING" in text and "1 PENDING_ALLOCATION" in text and "{'GPU': 1}" in text
 
 
+def test_wait_prints_status_names_not_enum_reprs(monkeypatch):
+    from ray import serve
+    from ray.serve._private.common import DeploymentStatus
+    from ray.serve.schema import ApplicationStatus
+
+    status = _status(ApplicationStatus.DEPLOYING, dep_status=DeploymentStatus.UPDATING, replica_states={"STARTING": 1})
+    monkeypatch.setattr(serve, "status", lambda: status)
+    with pytest.raises(health.AppNotHealthy) as err:
+        health.wait_until_healthy("demo", timeout_s=0.1, poll_s=0.05)
+    assert "application status DEPLOYING" in str(err.value) and "deployment Model: UPDATING (1 STARTING)" in str(err.value)
+    assert "ApplicationStatus" not in str(err.value)
+
+
 def test_wait_fails_fast_on_deploy_failed_and_names_unknown_apps(monkeypatch):
     from ray import serve
 
