@@ -117,7 +117,7 @@ def main(argv: list[str]) -> int:
         results["batching"] = json.loads(batching.read_text())
         print("\nlesson 05, dynamic batching (same model, same 2 cores, one run):")
         for name, row in results["batching"]["serve"].items():
-            print(f"  {name:<18} {row['throughput_rps']:>7} req/s  p50 {row['p50_ms']:>7} ms  p95 {row['p95_ms']:>7} ms")
+            print(f"  {name:<20} {row['throughput_rps']:>7} req/s  p50 {row['p50_ms']:>7} ms  p95 {row['p95_ms']:>7} ms")
         for name, value in results["batching"]["ratios"].items():
             print(f"  {name:<34} {value}")
         out.write_text(json.dumps(results, indent=2) + "\n")
