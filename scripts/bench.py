@@ -104,6 +104,9 @@ def main(argv: list[str]) -> int:
         print("cold start to first response in lesson 01 ...", flush=True)
         results["first_response_cold_s"] = first_response_s(lesson01)
         reap_leftovers()
+    batching = ROOT / "scratch" / "bench" / "05_batching.json"  # written by lesson 05's measurement cell
+    if batching.exists() and any(p.name.startswith("05_") for p in paths):
+        results["batching"] = json.loads(batching.read_text())
     out = ROOT / "scratch" / "bench" / "results.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
@@ -112,15 +115,12 @@ def main(argv: list[str]) -> int:
         print(f"{r['notebook']:<34}{r['nbval_wall_s']:>16}{r['peak_pss_gib']:>16}  {r['result']}")
     if "first_response_cold_s" in results:
         print(f"lesson 01, kernel start -> first HTTP response (cold, model built from the wheel): {results['first_response_cold_s']} s")
-    batching = ROOT / "scratch" / "bench" / "05_batching.json"  # written by lesson 05's measurement cell
-    if batching.exists() and any(p.name.startswith("05_") for p in paths):
-        results["batching"] = json.loads(batching.read_text())
+    if "batching" in results:
         print("\nlesson 05, dynamic batching (same model, same 2 cores, one run):")
         for name, row in results["batching"]["serve"].items():
             print(f"  {name:<20} {row['throughput_rps']:>7} req/s  p50 {row['p50_ms']:>7} ms  p95 {row['p95_ms']:>7} ms")
         for name, value in results["batching"]["ratios"].items():
             print(f"  {name:<34} {value}")
-        out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"written to {out.relative_to(ROOT)}")
     return 0
 
