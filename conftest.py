@@ -34,6 +34,9 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
     names = reap_leftovers(grace_s=10)
     if names:
         item.add_report_section("teardown", "leftover processes", "\n".join(names))
-        raise pytest.fail.Exception(f"{item.fspath.basename} left {len(names)} process(es) running after its kernel stopped "
-                    f"(stopped them by PID): {', '.join(names)}", pytrace=False)
+        raise pytest.fail.Exception(
+            f"{item.fspath.basename} left {len(names)} process(es) running after its kernel stopped "
+            f"(stopped them by PID): {', '.join(names)}",
+            pytrace=False,
+        )
     return result

@@ -26,8 +26,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from servekit.cleanup import become_subreaper, reap_leftovers  # noqa: E402
 
-NBVAL = ["--nbval", "--nbval-current-env", "--nbval-sanitize-with", "tests/nbval_sanitize.cfg",
-         "--nbval-cell-timeout=300", "-p", "no:cacheprovider", "-q"]
+NBVAL = [
+    "--nbval",
+    "--nbval-current-env",
+    "--nbval-sanitize-with",
+    "tests/nbval_sanitize.cfg",
+    "--nbval-cell-timeout=300",
+    "-p",
+    "no:cacheprovider",
+    "-q",
+]
 
 
 class PeakPss(threading.Thread):
@@ -60,15 +68,24 @@ class PeakPss(threading.Thread):
 
 def nbval_run(path: Path) -> dict:
     t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", *NBVAL, str(path)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", *NBVAL, str(path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     sampler = PeakPss(proc.pid)
     sampler.start()
     out, _ = proc.communicate()
     peak = sampler.stop()
     summary = out.strip().splitlines()[-1] if out.strip() else ""
-    return {"notebook": path.name, "nbval_wall_s": round(time.monotonic() - t0, 1),
-            "peak_pss_gib": round(peak / 2**30, 2), "result": summary}
+    return {
+        "notebook": path.name,
+        "nbval_wall_s": round(time.monotonic() - t0, 1),
+        "peak_pss_gib": round(peak / 2**30, 2),
+        "result": summary,
+    }
 
 
 def first_response_s(path: Path) -> float:
@@ -83,8 +100,15 @@ def first_response_s(path: Path) -> float:
     nb.cells = nb.cells[: stop + 1] + [nb.cells[last]]  # ... then the cleanup cell
     t0 = time.monotonic()
     marks = {}
-    client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}},
-                            on_cell_executed=lambda cell, cell_index, execute_reply: marks.setdefault(cell_index, time.monotonic()))
+    client = NotebookClient(
+        nb,
+        timeout=600,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+        on_cell_executed=lambda cell, cell_index, execute_reply: marks.setdefault(
+            cell_index, time.monotonic()
+        ),
+    )
     client.execute()
     return round(marks[stop] - t0, 1)
 
@@ -98,7 +122,13 @@ def main(argv: list[str]) -> int:
         rows.append(nbval_run(p))
         print("   ", rows[-1], flush=True)
         reap_leftovers()
-    results = {"notebooks": rows, "machine": {"cpus": psutil.cpu_count(), "memory_gib": round(psutil.virtual_memory().total / 2**30, 1)}}
+    results = {
+        "notebooks": rows,
+        "machine": {
+            "cpus": psutil.cpu_count(),
+            "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        },
+    }
     lesson01 = ROOT / "solutions" / "01_first_deployment.ipynb"
     if lesson01 in paths or not argv:
         print("cold start to first response in lesson 01 ...", flush=True)
@@ -114,11 +144,15 @@ def main(argv: list[str]) -> int:
     for r in rows:
         print(f"{r['notebook']:<34}{r['nbval_wall_s']:>16}{r['peak_pss_gib']:>16}  {r['result']}")
     if "first_response_cold_s" in results:
-        print(f"lesson 01, kernel start -> first HTTP response (cold, model built from the wheel): {results['first_response_cold_s']} s")
+        print(
+            f"lesson 01, kernel start -> first HTTP response (cold, model built from the wheel): {results['first_response_cold_s']} s"
+        )
     if "batching" in results:
         print("\nlesson 05, dynamic batching (same model, same 2 cores, one run):")
         for name, row in results["batching"]["serve"].items():
-            print(f"  {name:<20} {row['throughput_rps']:>7} req/s  p50 {row['p50_ms']:>7} ms  p95 {row['p95_ms']:>7} ms")
+            print(
+                f"  {name:<20} {row['throughput_rps']:>7} req/s  p50 {row['p50_ms']:>7} ms  p95 {row['p95_ms']:>7} ms"
+            )
         for name, value in results["batching"]["ratios"].items():
             print(f"  {name:<34} {value}")
     print(f"written to {out.relative_to(ROOT)}")

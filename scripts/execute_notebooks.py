@@ -24,14 +24,22 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def execute(path: Path, timeout_s: int = 600) -> float:
     nb = nbformat.read(path, as_version=4)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3 (ipykernel)",
+        "language": "python",
+    }
     t0 = time.monotonic()
-    NotebookClient(nb, timeout=timeout_s, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    NotebookClient(
+        nb, timeout=timeout_s, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    ).execute()
     elapsed = time.monotonic() - t0
     nbformat.write(nb, path)
     left = reap_leftovers(grace_s=10)
     if left:
-        print(f"  WARNING {path.name} left processes running after its kernel stopped: {left} (stopped by PID)")
+        print(
+            f"  WARNING {path.name} left processes running after its kernel stopped: {left} (stopped by PID)"
+        )
     return elapsed
 
 

@@ -33,7 +33,9 @@ CHECK_ERROR = nbformat.v4.new_output(
     "error",
     ename="NotImplementedError",
     evalue="",
-    traceback=["NotImplementedError: this check calls your code; it passes once you finish the exercise above."],
+    traceback=[
+        "NotImplementedError: this check calls your code; it passes once you finish the exercise above."
+    ],
 )
 
 
@@ -58,9 +60,13 @@ def learner_copy(nb: nbformat.NotebookNode, name: str) -> nbformat.NotebookNode:
         if not regions or cell.source.count("### BEGIN SOLUTION") != len(regions):
             raise ConventionError(f"{where}: unmatched ### BEGIN SOLUTION / ### END SOLUTION")
         if any(not m.group(1) for m in regions):
-            raise ConventionError(f"{where}: put the solution inside a function (indented), so the stub cell runs")
+            raise ConventionError(
+                f"{where}: put the solution inside a function (indented), so the stub cell runs"
+            )
         if cell.outputs:
-            raise ConventionError(f"{where}: an exercise cell must not print (its learner stub prints nothing)")
+            raise ConventionError(
+                f"{where}: an exercise cell must not print (its learner stub prints nothing)"
+            )
         cell.source = REGION.sub(lambda m: STUB.format(indent=m.group(1)), cell.source).rstrip("\n")
         check = next((c for c in cells[i + 1 :] if c.cell_type == "code"), None)
         if check is None or not _nbgrader(check).get("grade"):

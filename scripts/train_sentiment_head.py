@@ -79,7 +79,13 @@ def embed(texts: list[str], batch_size: int = 64) -> np.ndarray:
     out = []
     t0 = time.time()
     for i in range(0, len(texts), batch_size):
-        batch = tok(texts[i : i + batch_size], padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
+        batch = tok(
+            texts[i : i + batch_size],
+            padding=True,
+            truncation=True,
+            max_length=MAX_TOKENS,
+            return_tensors="pt",
+        )
         out.append(enc(**batch).last_hidden_state[:, 0].numpy())
         if i % (batch_size * 50) == 0:
             print(f"  embedded {i + len(out[-1])}/{len(texts)} ({time.time() - t0:.0f} s)", flush=True)
@@ -100,7 +106,9 @@ def train_head(x: np.ndarray, y: np.ndarray, xv: np.ndarray, yv: np.ndarray, epo
     hidden = x.shape[1]
     pooler = torch.nn.Linear(hidden, hidden)
     pooler.load_state_dict(pretrained_pooler())
-    head = torch.nn.Sequential(pooler, torch.nn.Tanh(), torch.nn.Dropout(0.1), torch.nn.Linear(hidden, len(LABELS)))
+    head = torch.nn.Sequential(
+        pooler, torch.nn.Tanh(), torch.nn.Dropout(0.1), torch.nn.Linear(hidden, len(LABELS))
+    )
     counts = np.bincount(y, minlength=len(LABELS))
     weight = torch.tensor(len(y) / (len(LABELS) * counts), dtype=torch.float32)  # balance the classes
     loss_fn = torch.nn.CrossEntropyLoss(weight=weight)

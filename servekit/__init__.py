@@ -8,12 +8,19 @@ be healthy, generates load and cleans up processes by PID.
 
 from servekit.cluster import free_port, serve_url, shutdown, start_ray, start_serve
 from servekit.health import AppNotHealthy, wait_until_healthy
-from servekit.load import LoadReport, http_json_sender, run_load, run_load_async
+from servekit.load import LoadReport, aiohttp_json_sender, http_json_sender, run_load, run_load_async
 from servekit.models import ResolvedModel, resolve_model
 from servekit.paths import REPO_ROOT, SCRATCH
+from servekit.probe import error_text, probe
+from servekit.wait import WaitTimeout, wait_for
 
 __all__ = [
     "AppNotHealthy",
+    "WaitTimeout",
+    "aiohttp_json_sender",
+    "error_text",
+    "probe",
+    "wait_for",
     "LoadReport",
     "REPO_ROOT",
     "ResolvedModel",

@@ -119,7 +119,9 @@ def start_serve(port: int = 8000, access_log: bool = True) -> int:
     chosen = free_port(port)
     if chosen != port:
         print(f"Port {port} is busy (another notebook's Ray cluster?); Serve listens on {chosen} instead.")
-    serve.start(http_options={"host": "127.0.0.1", "port": chosen}, logging_config={"enable_access_log": access_log})
+    serve.start(
+        http_options={"host": "127.0.0.1", "port": chosen}, logging_config={"enable_access_log": access_log}
+    )
     _state["port"] = chosen
     quiet_ray_logging()
     return chosen

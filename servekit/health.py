@@ -20,11 +20,16 @@ def _describe(app) -> str:
     lines = [f"application status {_name(app.status)}" + (f": {app.message}" if app.message else "")]
     for name, dep in app.deployments.items():
         replicas = ", ".join(f"{n} {state}" for state, n in dep.replica_states.items()) or "no replicas"
-        lines.append(f"  deployment {name}: {_name(dep.status)} ({replicas})" + (f"\n    {dep.message}" if dep.message else ""))
+        lines.append(
+            f"  deployment {name}: {_name(dep.status)} ({replicas})"
+            + (f"\n    {dep.message}" if dep.message else "")
+        )
     return "\n".join(lines)
 
 
-def wait_until_healthy(app_name: str, url: str | None = None, timeout_s: float = 120.0, poll_s: float = 0.25) -> float:
+def wait_until_healthy(
+    app_name: str, url: str | None = None, timeout_s: float = 120.0, poll_s: float = 0.25
+) -> float:
     """Block until ``app_name`` is RUNNING in ``serve.status()`` and, if given, ``url`` answers.
 
     A route answers once the proxy has learnt it: any reply but 404/503 counts. Raises
@@ -44,7 +49,11 @@ def wait_until_healthy(app_name: str, url: str | None = None, timeout_s: float =
         if app is not None and app.status in ("DEPLOY_FAILED", "UNHEALTHY"):
             raise AppNotHealthy(f"app {app_name!r} failed:\n{_describe(app)}")
         if time.monotonic() > deadline:
-            what = _describe(app) if app is not None else "it is not deployed (check the name passed to serve.run)"
+            what = (
+                _describe(app)
+                if app is not None
+                else "it is not deployed (check the name passed to serve.run)"
+            )
             raise AppNotHealthy(f"app {app_name!r} not RUNNING after {timeout_s:.0f} s: {what}")
         time.sleep(poll_s)
     while url is not None:
@@ -54,6 +63,8 @@ def wait_until_healthy(app_name: str, url: str | None = None, timeout_s: float =
         except requests.ConnectionError:
             pass
         if time.monotonic() > deadline:
-            raise AppNotHealthy(f"app {app_name!r} is RUNNING but {url} did not answer within {timeout_s:.0f} s")
+            raise AppNotHealthy(
+                f"app {app_name!r} is RUNNING but {url} did not answer within {timeout_s:.0f} s"
+            )
         time.sleep(poll_s)
     return time.monotonic() - start

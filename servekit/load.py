@@ -16,12 +16,14 @@ uvicorn no-op at ~790 req/s where one aiohttp session reached ~4,900 (lesson 06)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import numpy as np
 import requests
@@ -86,12 +88,16 @@ class LoadReport:
             fig = ax[0].figure
         ms = np.asarray(self.latencies_s) * 1000
         ax[0].scatter(self.started_s, ms, s=6, alpha=0.6)
-        ax[0].set(xlabel="request start (s)", ylabel="latency (ms)", title=f"{title}: {self.throughput:.1f} req/s")
+        ax[0].set(
+            xlabel="request start (s)", ylabel="latency (ms)", title=f"{title}: {self.throughput:.1f} req/s"
+        )
         ax[1].hist(ms, bins=40, color="tab:gray")
         for q, color in ((50, "tab:green"), (95, "tab:orange"), (99, "tab:red")):
             v = self.percentile_ms(q)
             ax[1].axvline(v, color=color, label=f"p{q} {v:.0f} ms")
-        ax[1].set(xlabel="latency (ms)", ylabel="requests", title=f"{self.total} requests, {self.errors} errors")
+        ax[1].set(
+            xlabel="latency (ms)", ylabel="requests", title=f"{self.total} requests, {self.errors} errors"
+        )
         ax[1].legend()
         fig.tight_layout()
         return fig
@@ -172,7 +178,9 @@ async def run_load_async(
     return report
 
 
-def http_json_sender(url: str, payload: Callable[[int], Any] | Any, timeout_s: float = 60.0) -> Callable[[int], int]:
+def http_json_sender(
+    url: str, payload: Callable[[int], Any] | Any, timeout_s: float = 60.0
+) -> Callable[[int], int]:
     """A ``send`` for :func:`run_load` that POSTs JSON (``payload(i)`` or a fixed payload) and
     returns the HTTP status. Each thread keeps its own keep-alive session."""
     local = threading.local()
@@ -185,3 +193,31 @@ def http_json_sender(url: str, payload: Callable[[int], Any] | Any, timeout_s: f
         return session.post(url, json=body, timeout=timeout_s).status_code
 
     return send
+
+
+@contextlib.asynccontextmanager
+async def aiohttp_json_sender(
+    url: str,
+    payload: Callable[[int], Any] | Any,
+    params: dict[str, str] | None = None,
+    limit: int = 64,
+    timeout_s: float = 120.0,
+) -> AsyncIterator[Callable[[int], Awaitable[int]]]:
+    """A ``send`` for :func:`run_load_async` that POSTs JSON with one ``aiohttp`` session and
+    returns the HTTP status; the session (at most ``limit`` connections) closes with the block::
+
+        async with servekit.aiohttp_json_sender(url, lambda i: {"text": texts[i % 4]}) as send:
+            report = await servekit.run_load_async(send, total=200, concurrency=32)
+    """
+    import aiohttp
+
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit), timeout=timeout) as session:
+
+        async def send(i: int) -> int:
+            body = payload(i) if callable(payload) else payload
+            async with session.post(url, params=params, json=body) as response:
+                await response.read()
+                return response.status
+
+        yield send

@@ -108,8 +108,13 @@ def _apertium() -> ResolvedModel:
             f"binder/apt.txt), or set {env_var('translation')} to a hub model such as "
             "Helsinki-NLP/opus-mt-en-es on a machine with internet."
         )
-    return ResolvedModel("translation", f"apertium:{APERTIUM_PAIR}", "system",
-                         "Apertium rule-based MT English->Spanish (Debian apertium-eng-spa, GPL-3.0)", "apertium")
+    return ResolvedModel(
+        "translation",
+        f"apertium:{APERTIUM_PAIR}",
+        "system",
+        "Apertium rule-based MT English->Spanish (Debian apertium-eng-spa, GPL-3.0)",
+        "apertium",
+    )
 
 
 def _sentiment_fingerprint() -> str:
@@ -155,7 +160,11 @@ def build_sentiment_model(target: Path, labels: list[str]) -> Path:
         problem_type="single_label_classification",
     )
     (tmp / "config.json").write_text(json.dumps(config, indent=2))
-    tensors = {f"bert.{k}": v for k, v in load_file(str(encoder / "model.safetensors")).items() if not k.startswith("pooler.")}
+    tensors = {
+        f"bert.{k}": v
+        for k, v in load_file(str(encoder / "model.safetensors")).items()
+        if not k.startswith("pooler.")
+    }
     tensors.update(load_file(str(HEAD_DIR / "head.safetensors")))
     save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
     shutil.copy2(HEAD_DIR / "card.json", tmp / "training-card.json")

@@ -30,7 +30,10 @@ def test_binder_requirements_match_except_cpu_torch():
     req, binder = pins(ROOT / "requirements.txt"), pins(ROOT / "binder" / "requirements.txt")
     assert binder.pop("torch") == req.pop("torch") + "+cpu"
     assert binder == req
-    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in (ROOT / "binder" / "requirements.txt").read_text()
+    assert (
+        "--extra-index-url https://download.pytorch.org/whl/cpu"
+        in (ROOT / "binder" / "requirements.txt").read_text()
+    )
 
 
 def test_conda_environment_installs_the_same_pins():
@@ -58,6 +61,12 @@ def test_ray_import_does_not_pay_for_rfc3987_syntax():
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-c", "import ray, sys; print('rfc3987_syntax' in sys.modules)"],
-                         capture_output=True, text=True, timeout=120).stdout.strip()
-    assert out == "False", "run `make setup` (it uninstalls rfc3987-syntax) - every Ray worker start is ~3 s slower"
+    out = subprocess.run(
+        [sys.executable, "-c", "import ray, sys; print('rfc3987_syntax' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout.strip()
+    assert out == "False", (
+        "run `make setup` (it uninstalls rfc3987-syntax) - every Ray worker start is ~3 s slower"
+    )

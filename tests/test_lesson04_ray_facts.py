@@ -90,9 +90,15 @@ def test_slow_startup_warning_knobs(monkeypatch):
     """Section 7: the env vars the notebook sets exist, and default to 30 s."""
     from ray.serve._private import deployment_state
 
-    assert deployment_state.SLOW_STARTUP_WARNING_S == int(os.environ.get("RAY_SERVE_SLOW_STARTUP_WARNING_S", 30))
+    assert deployment_state.SLOW_STARTUP_WARNING_S == int(
+        os.environ.get("RAY_SERVE_SLOW_STARTUP_WARNING_S", 30)
+    )
     source = inspect.getsource(deployment_state)
-    for name in ("RAY_SERVE_SLOW_STARTUP_WARNING_S", "RAY_SERVE_SLOW_STARTUP_WARNING_PERIOD_S", "to be scheduled"):
+    for name in (
+        "RAY_SERVE_SLOW_STARTUP_WARNING_S",
+        "RAY_SERVE_SLOW_STARTUP_WARNING_PERIOD_S",
+        "to be scheduled",
+    ):
         assert name in source
 
 

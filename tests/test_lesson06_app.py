@@ -32,7 +32,9 @@ MODULE = "lesson06_app"
 def app_code() -> str:
     nb = nbformat.read(NOTEBOOK, as_version=4)
     cells = [c.source for c in nb.cells if c.cell_type == "code" and "app-code" in c.metadata.get("tags", [])]
-    assert len(cells) == 3, "the lesson defines its app in three cells tagged app-code (schemas, model, ingress)"
+    assert len(cells) == 3, (
+        "the lesson defines its app in three cells tagged app-code (schemas, model, ingress)"
+    )
     return "\n\n".join(cells)
 
 
@@ -58,7 +60,9 @@ def handle(lesson):
     # /predict route, whose helper is batched, fails with "get_replica_context() may only be
     # called from within a Ray Serve deployment". Nothing else is replaced.
     patch = pytest.MonkeyPatch()
-    patch.setattr(batching._BatchQueue, "_warn_if_max_batch_size_exceeds_max_ongoing_requests", lambda self: None)
+    patch.setattr(
+        batching._BatchQueue, "_warn_if_max_batch_size_exceeds_max_ongoing_requests", lambda self: None
+    )
     app = lesson.SentimentAPI.bind(lesson.SentimentModel.bind(resolve_model("sentiment").location))
     yield serve.run(app, name="lesson06-unit", _local_testing_mode=True)
     patch.undo()
@@ -168,7 +172,9 @@ def test_docs_page_is_served(client):
 def test_body_over_the_limit_gets_413_json_with_or_without_content_length(client):
     big = b'{"text": "' + b"a" * 70_000 + b'"}'
     declared = client.post("/predict", content=big, headers={"Content-Type": "application/json"})
-    chunked = client.post("/predict", content=iter([big[:10], big[10:]]), headers={"Content-Type": "application/json"})
+    chunked = client.post(
+        "/predict", content=iter([big[:10], big[10:]]), headers={"Content-Type": "application/json"}
+    )
     for r in (declared, chunked):
         assert r.status_code == 413
         assert r.json() == {"detail": "the request body is over the limit of 65536 bytes"}

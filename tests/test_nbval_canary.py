@@ -10,11 +10,25 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_canary_sanitized_cell_passes_and_unmatchable_cell_fails():
     cmd = [
-        sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--noconftest",
-        "--nbval", "--nbval-current-env", "--nbval-sanitize-with", str(ROOT / "tests" / "nbval_sanitize.cfg"),
-        "--nbval-cell-timeout=60", "-rA", str(ROOT / "tests" / "canary" / "canary.ipynb"),
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "--noconftest",
+        "--nbval",
+        "--nbval-current-env",
+        "--nbval-sanitize-with",
+        str(ROOT / "tests" / "nbval_sanitize.cfg"),
+        "--nbval-cell-timeout=60",
+        "-rA",
+        str(ROOT / "tests" / "canary" / "canary.ipynb"),
     ]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300).stdout
     assert re.search(r"\b1 failed, 1 passed\b", out), out[-3000:]
-    assert re.search(r"^PASSED tests/canary/canary\.ipynb::Cell 0$", out, re.M), out[-3000:]  # timestamp, sanitized
-    assert re.search(r"^FAILED tests/canary/canary\.ipynb::Cell 1\b", out, re.M), out[-3000:]  # random, must differ
+    assert re.search(r"^PASSED tests/canary/canary\.ipynb::Cell 0$", out, re.M), out[
+        -3000:
+    ]  # timestamp, sanitized
+    assert re.search(r"^FAILED tests/canary/canary\.ipynb::Cell 1\b", out, re.M), out[
+        -3000:
+    ]  # random, must differ

@@ -59,7 +59,9 @@ def test_lesson_shape(path):
     checks = [c for c in code_cells(nb) if "All checks passed" in c.source]
     assert checks and checks[0].source.count("assert ") >= 5, "check-your-work cell asserts on the live app"
     last = code_cells(nb)[-1].source
-    assert last.index("serve.shutdown()") < last.index("ray.shutdown()"), "last cell: serve.shutdown(), then ray.shutdown()"
+    assert last.index("serve.shutdown()") < last.index("ray.shutdown()"), (
+        "last cell: serve.shutdown(), then ray.shutdown()"
+    )
     assert "Old idiom" in text or "old idiom" in text.lower(), "say where the web's old API differs"
 
 
@@ -91,7 +93,13 @@ def _solution(src):
 
 def _check(src="f()"):
     cell = nbformat.v4.new_code_cell(src)
-    cell.metadata["nbgrader"] = {"solution": False, "grade": True, "grade_id": "y", "schema_version": 3, "points": 1}
+    cell.metadata["nbgrader"] = {
+        "solution": False,
+        "grade": True,
+        "grade_id": "y",
+        "schema_version": 3,
+        "points": 1,
+    }
     return cell
 
 
@@ -109,8 +117,17 @@ def test_generator_replaces_the_solution_and_expects_the_check_to_fail():
     [
         ((_solution("### BEGIN SOLUTION\nx = 1\n### END SOLUTION"), _check()), "inside a function"),
         ((_solution("def f():\n    ### BEGIN SOLUTION\n    return 1\n"), _check()), "unmatched"),
-        ((_solution("def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION"),), "must be its check"),
-        ((nbformat.v4.new_code_cell("def f():\n    ### BEGIN SOLUTION\n    pass\n    ### END SOLUTION"), _check()), "nbgrader"),
+        (
+            (_solution("def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION"),),
+            "must be its check",
+        ),
+        (
+            (
+                nbformat.v4.new_code_cell("def f():\n    ### BEGIN SOLUTION\n    pass\n    ### END SOLUTION"),
+                _check(),
+            ),
+            "nbgrader",
+        ),
     ],
 )
 def test_generator_rejects_broken_conventions(cells, problem):

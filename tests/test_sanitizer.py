@@ -29,12 +29,20 @@ def test_serve_shutdown_noise_is_dropped_whether_or_not_it_arrives():
         "so the task will be retried. Error: The actor is dead because it was killed by `ray.kill`.\n"
         "Serve and Ray are shut down: True\n"
     )
-    assert sanitize(with_noise) == sanitize("Serve and Ray are shut down: True\n") == "Serve and Ray are shut down: True\n"
+    assert (
+        sanitize(with_noise)
+        == sanitize("Serve and Ray are shut down: True\n")
+        == "Serve and Ray are shut down: True\n"
+    )
 
 
 def test_a_busy_port_8000_does_not_change_the_comparison():
     busy = "Port 8000 is busy (another notebook's Ray cluster?); Serve listens on 41234 instead.\napp: RUNNING at http://127.0.0.1:41234/x\n"
-    assert sanitize(busy) == sanitize("app: RUNNING at http://127.0.0.1:8000/x\n") == "app: RUNNING at http://127.0.0.1:<PORT>/x\n"
+    assert (
+        sanitize(busy)
+        == sanitize("app: RUNNING at http://127.0.0.1:8000/x\n")
+        == "app: RUNNING at http://127.0.0.1:<PORT>/x\n"
+    )
 
 
 def test_ports_pids_ids_addresses_and_times_get_placeholders():
@@ -44,8 +52,16 @@ def test_ports_pids_ids_addresses_and_times_get_placeholders():
         'File "/tmp/ipykernel_8541/682129045.py", line 26 took 12.5 ms; dashboard http://127.0.0.1:8265'
     )
     out = sanitize(line)
-    for placeholder in ("<TIMESTAMP>", "pid=<PID>", "ip=<IP>", "actor_id=<ID>", "<ADDR>", "<IPYKERNEL_FILE>", "<DURATION>",
-                        "127.0.0.1:<PORT>"):
+    for placeholder in (
+        "<TIMESTAMP>",
+        "pid=<PID>",
+        "ip=<IP>",
+        "actor_id=<ID>",
+        "<ADDR>",
+        "<IPYKERNEL_FILE>",
+        "<DURATION>",
+        "127.0.0.1:<PORT>",
+    ):
         assert placeholder in out, (placeholder, out)
     assert not re.search(r"9281|192\.0\.2\.2|f90796a4|8265|8541", out), out
 

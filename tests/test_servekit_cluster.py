@@ -2,11 +2,11 @@
 
 import os
 import shutil
-import tempfile
-from pathlib import Path
 import socket
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 from types import SimpleNamespace
 
 import psutil
@@ -80,7 +80,11 @@ def test_wait_reports_pending_replicas_with_the_resource_message(monkeypatch):
     from ray import serve
 
     msg = "Deployment 'Model' has 1 replicas that have taken more than 30s to be scheduled. Resources required: {'GPU': 1}"
-    monkeypatch.setattr(serve, "status", lambda: _status("DEPLOYING", replica_states={"PENDING_ALLOCATION": 1}, dep_message=msg))
+    monkeypatch.setattr(
+        serve,
+        "status",
+        lambda: _status("DEPLOYING", replica_states={"PENDING_ALLOCATION": 1}, dep_message=msg),
+    )
     with pytest.raises(health.AppNotHealthy) as err:
         health.wait_until_healthy("demo", timeout_s=0.3, poll_s=0.05)
     text = str(err.value)
@@ -92,18 +96,24 @@ def test_wait_prints_status_names_not_enum_reprs(monkeypatch):
     from ray.serve._private.common import DeploymentStatus
     from ray.serve.schema import ApplicationStatus
 
-    status = _status(ApplicationStatus.DEPLOYING, dep_status=DeploymentStatus.UPDATING, replica_states={"STARTING": 1})
+    status = _status(
+        ApplicationStatus.DEPLOYING, dep_status=DeploymentStatus.UPDATING, replica_states={"STARTING": 1}
+    )
     monkeypatch.setattr(serve, "status", lambda: status)
     with pytest.raises(health.AppNotHealthy) as err:
         health.wait_until_healthy("demo", timeout_s=0.1, poll_s=0.05)
-    assert "application status DEPLOYING" in str(err.value) and "deployment Model: UPDATING (1 STARTING)" in str(err.value)
+    assert "application status DEPLOYING" in str(
+        err.value
+    ) and "deployment Model: UPDATING (1 STARTING)" in str(err.value)
     assert "ApplicationStatus" not in str(err.value)
 
 
 def test_wait_fails_fast_on_deploy_failed_and_names_unknown_apps(monkeypatch):
     from ray import serve
 
-    monkeypatch.setattr(serve, "status", lambda: _status("DEPLOY_FAILED", message="constructor raised ValueError"))
+    monkeypatch.setattr(
+        serve, "status", lambda: _status("DEPLOY_FAILED", message="constructor raised ValueError")
+    )
     with pytest.raises(health.AppNotHealthy, match="constructor raised ValueError"):
         health.wait_until_healthy("demo", timeout_s=30)
     monkeypatch.setattr(serve, "status", lambda: SimpleNamespace(applications={}))
@@ -114,14 +124,20 @@ def test_wait_fails_fast_on_deploy_failed_and_names_unknown_apps(monkeypatch):
 def test_wait_returns_when_running(monkeypatch):
     from ray import serve
 
-    monkeypatch.setattr(serve, "status", lambda: _status("RUNNING", dep_status="HEALTHY", replica_states={"RUNNING": 1}))
+    monkeypatch.setattr(
+        serve, "status", lambda: _status("RUNNING", dep_status="HEALTHY", replica_states={"RUNNING": 1})
+    )
     assert health.wait_until_healthy("demo", timeout_s=5) < 5
 
 
 def test_course_clusters_finds_only_processes_of_our_scratch_folder(tmp_path):
     marker = str(tmp_path / "ray")
-    ours = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", f"--log_dir={marker}/session_x"])
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "--log_dir=/tmp/ray/session_y"])
+    ours = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", f"--log_dir={marker}/session_x"]
+    )
+    other = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "--log_dir=/tmp/ray/session_y"]
+    )
     try:
         found = {p.pid for p in cleanup.course_clusters(marker)}
         assert ours.pid in found and other.pid not in found

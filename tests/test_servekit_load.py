@@ -47,7 +47,11 @@ def test_http_load_counts_requests_statuses_and_errors(server_url):
     assert 0 < report.p50_ms <= report.p95_ms <= report.p99_ms
     assert report.throughput > 0
     s = report.summary()
-    assert s["requests"] == 50 and s["errors"] == 5 and set(s) >= {"p50_ms", "p95_ms", "p99_ms", "throughput_rps"}
+    assert (
+        s["requests"] == 50
+        and s["errors"] == 5
+        and set(s) >= {"p50_ms", "p95_ms", "p99_ms", "throughput_rps"}
+    )
 
 
 def test_exceptions_are_counted_not_raised():
@@ -80,7 +84,9 @@ def test_async_load_respects_concurrency_and_sends_each_index_once():
 
 
 def test_plot_has_latency_and_histogram_panels():
-    report = LoadReport(concurrency=2, duration_s=1.0, started_s=[0.0, 0.1, 0.2], latencies_s=[0.01, 0.02, 0.03])
+    report = LoadReport(
+        concurrency=2, duration_s=1.0, started_s=[0.0, 0.1, 0.2], latencies_s=[0.01, 0.02, 0.03]
+    )
     fig = report.plot("demo")
     assert len(fig.axes) == 2
     assert "req/s" in fig.axes[0].get_title()

@@ -19,7 +19,11 @@ def no_overrides(monkeypatch):
 def test_env_var_overrides_with_hub_name_or_local_dir(monkeypatch, tmp_path):
     monkeypatch.setenv("SERVEKIT_SENTIMENT_MODEL", "distilbert-base-uncased-finetuned-sst-2-english")
     m = resolve_model("sentiment")
-    assert (m.source, m.backend, m.location) == ("env", "transformers", "distilbert-base-uncased-finetuned-sst-2-english")
+    assert (m.source, m.backend, m.location) == (
+        "env",
+        "transformers",
+        "distilbert-base-uncased-finetuned-sst-2-english",
+    )
     assert "hub model" in m.description and not m.is_local
     monkeypatch.setenv("SERVEKIT_SUMMARIZATION_MODEL", str(tmp_path))
     m = resolve_model("summarization")

@@ -1,0 +1,114 @@
+"""servekit.wait_for, servekit.probe and servekit.aiohttp_json_sender against a real local HTTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+import servekit
+
+
+class _Echo(BaseHTTPRequestHandler):
+    """Answers 200 {"got": body} for a JSON object with 'text', else 422 {"error": ...}."""
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        try:
+            body = json.loads(raw)
+            status, answer = (
+                (200, {"got": body})
+                if isinstance(body, dict) and "text" in body
+                else (422, {"error": "missing field 'text'"})
+            )
+        except ValueError:
+            status, answer = 400, {"error": "not JSON"}
+        data = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def url():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+def test_wait_for_returns_the_first_truthy_value():
+    counter = itertools.count()
+    assert (
+        servekit.wait_for(lambda: next(counter) >= 3 and "ready", timeout_s=5, what="counter", poll_s=0.01)
+        == "ready"
+    )
+
+
+def test_wait_for_names_what_it_waited_for_and_the_last_value():
+    with pytest.raises(servekit.WaitTimeout, match=r"replicas RUNNING: not within 0.1 s \(last seen: 0\)"):
+        servekit.wait_for(lambda: 0, timeout_s=0.1, what="replicas RUNNING", poll_s=0.02)
+
+
+def test_wait_for_rejects_a_nonpositive_timeout():
+    with pytest.raises(ValueError):
+        servekit.wait_for(lambda: True, timeout_s=0, what="x")
+
+
+def test_probe_returns_each_answer_and_prints_the_error(url, capsys):
+    answers = servekit.probe(
+        url,
+        {
+            "good": dict(json={"text": "hi"}),
+            "missing field": dict(json={"txt": "hi"}),
+            "not JSON": dict(data="text=hi"),
+        },
+    )
+    assert {case: r.status_code for case, r in answers.items()} == {
+        "good": 200,
+        "missing field": 422,
+        "not JSON": 400,
+    }
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == "missing field  422  missing field 'text'"
+    assert lines[2] == "not JSON       400  not JSON"
+
+
+def test_error_text_reads_fastapi_detail_and_plain_bodies():
+    import requests
+
+    def response(status: int, body: bytes) -> requests.Response:
+        r = requests.Response()
+        r.status_code, r._content = status, body
+        return r
+
+    assert (
+        servekit.error_text(response(422, b'{"detail": [{"msg": "Field required"}]}'))
+        == "[{'msg': 'Field required'}]"
+    )
+    assert servekit.error_text(response(500, b"Internal Server Error")) == "Internal Server Error"
+    assert servekit.error_text(response(422, b'["x"]')) == "['x']"
+
+
+def test_aiohttp_json_sender_drives_run_load_async(url):
+    async def run():
+        async with servekit.aiohttp_json_sender(
+            url, lambda i: {"text": str(i)} if i % 2 else {"txt": ""}
+        ) as send:
+            return await servekit.run_load_async(send, total=20, concurrency=4, progress=False)
+
+    report = asyncio.run(run())
+    assert report.total == 20
+    assert report.outcomes == {200: 10, 422: 10}
+    assert report.errors == 10
