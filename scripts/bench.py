@@ -26,16 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from servekit.cleanup import become_subreaper, reap_leftovers  # noqa: E402
 
-NBVAL = [
-    "--nbval",
-    "--nbval-current-env",
-    "--nbval-sanitize-with",
-    "tests/nbval_sanitize.cfg",
-    "--nbval-cell-timeout=300",
-    "-p",
-    "no:cacheprovider",
-    "-q",
-]
+NBVAL = ["-q"]  # the nbval flags themselves come from pyproject.toml (addopts), as in make test
 
 
 class PeakPss(threading.Thread):

@@ -30,9 +30,16 @@ def execute(path: Path, timeout_s: int = 600) -> float:
         "language": "python",
     }
     t0 = time.monotonic()
-    NotebookClient(
-        nb, timeout=timeout_s, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
-    ).execute()
+    client = NotebookClient(
+        nb,
+        timeout=timeout_s,
+        kernel_name="python3",
+        record_timing=False,  # no per-cell timestamps: they made every re-run a diff of hundreds of lines
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    client.execute()
+    for cell in nb.cells:  # and none left over from runs made before
+        cell.metadata.pop("execution", None)
     elapsed = time.monotonic() - t0
     nbformat.write(nb, path)
     left = reap_leftovers(grace_s=10)

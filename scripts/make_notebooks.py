@@ -50,6 +50,8 @@ def _nbgrader(cell) -> dict:
 def learner_copy(nb: nbformat.NotebookNode, name: str) -> nbformat.NotebookNode:
     out = copy.deepcopy(nb)
     cells = out.cells
+    for cell in cells:
+        cell.metadata.pop("execution", None)  # run timestamps are noise in a learner's copy
     for i, cell in enumerate(cells):
         if cell.cell_type != "code" or "### BEGIN SOLUTION" not in cell.source:
             continue

@@ -9,18 +9,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_canary_sanitized_cell_passes_and_unmatchable_cell_fails():
+    # No flags of its own: the canary runs under pyproject.toml's addopts, exactly as make test does.
     cmd = [
         sys.executable,
         "-m",
         "pytest",
-        "-p",
-        "no:cacheprovider",
         "--noconftest",
-        "--nbval",
-        "--nbval-current-env",
-        "--nbval-sanitize-with",
-        str(ROOT / "tests" / "nbval_sanitize.cfg"),
-        "--nbval-cell-timeout=60",
         "-rA",
         str(ROOT / "tests" / "canary" / "canary.ipynb"),
     ]
