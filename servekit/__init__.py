@@ -12,6 +12,7 @@ from servekit.load import LoadReport, aiohttp_json_sender, http_json_sender, run
 from servekit.models import ResolvedModel, resolve_model
 from servekit.paths import REPO_ROOT, SCRATCH
 from servekit.probe import error_text, probe
+from servekit.uvicorn_server import UvicornFailed, serve_with_uvicorn
 from servekit.wait import WaitTimeout, wait_for
 
 __all__ = [
@@ -31,6 +32,8 @@ __all__ = [
     "run_load",
     "run_load_async",
     "serve_url",
+    "serve_with_uvicorn",
+    "UvicornFailed",
     "shutdown",
     "start_ray",
     "start_serve",
