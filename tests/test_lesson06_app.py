@@ -117,6 +117,19 @@ def test_stream_yields_one_json_line_per_text_in_order(lesson, handle):
     assert lines[0]["label"] == "positive" and lines[1]["label"] == "negative"
 
 
+def test_stream_reports_an_unreadable_text_in_its_line_not_by_cutting_the_stream(lesson, handle):
+    texts = ["I love this course!", "🙂🙂🙂", "Worst airline ever."]
+    response = handle.predict_stream.remote(lesson.BatchIn(texts=texts)).result()
+
+    async def read_lines():
+        return [json.loads(chunk) async for chunk in response.body_iterator]
+
+    lines = asyncio.run(read_lines())
+    assert [line["index"] for line in lines] == [0, 1, 2], "the stream goes on after the error"
+    assert lines[1]["status"] == 422 and lines[1]["error"].startswith("text 1 has no word the model knows")
+    assert lines[0]["label"] == "positive" and lines[2]["label"] == "negative"
+
+
 # --- the request models (FastAPI answers 422 with exactly these errors) ------------------------
 
 
