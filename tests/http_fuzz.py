@@ -71,17 +71,31 @@ def json_values(max_leaves: int = 12) -> st.SearchStrategy[Any]:
     )
 
 
+def _around(value: Any) -> st.SearchStrategy[Any]:
+    """A good field value with odd characters around it (strings) or any value of its kind."""
+    if isinstance(value, str):
+        odd = st.text(st.one_of(st.characters(), st.characters(categories=["Cc"])), max_size=12)
+        return st.builds(lambda pre, post: pre + value + post, odd, odd)
+    if isinstance(value, int) and not isinstance(value, bool):
+        near = st.integers(value - 3, value + 5)
+        return st.one_of(near, near, st.integers(-(2**70), 2**70), st.floats(), st.booleans())
+    return json_values(4)
+
+
 def like(good: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
-    """The app's own request shape with each field kept, dropped or replaced by any JSON value,
-    plus unexpected extra fields: these bodies get past "is it JSON" into the app's logic."""
+    """The app's own request shape, each field kept, changed around its good value, or replaced by
+    any JSON value, sometimes a field dropped or an extra one added: most of these bodies get past
+    "is it JSON" into the app's own logic and models."""
     fields = {
-        name: st.one_of(st.just(value), TEXTS, json_values(), st.just(None)) for name, value in good.items()
+        name: st.one_of(st.just(value), _around(value), _around(value), st.one_of(TEXTS, json_values()))
+        for name, value in good.items()
     }
+    everything = frozenset(good)
     return st.builds(
         lambda chosen, keep, extra: {k: v for k, v in chosen.items() if k in keep} | extra,
         st.fixed_dictionaries(fields),
-        st.sets(st.sampled_from(sorted(good))),
-        st.dictionaries(TEXTS, json_values(4), max_size=2),
+        st.one_of(st.just(everything), st.just(everything), st.frozensets(st.sampled_from(sorted(good)))),
+        st.one_of(st.just({}), st.just({}), st.dictionaries(TEXTS, json_values(4), max_size=2)),
     )
 
 
@@ -109,7 +123,13 @@ def _raw_bodies() -> st.SearchStrategy[bytes]:
 
 def bodies(good: dict[str, Any]) -> st.SearchStrategy[tuple[bytes, str]]:
     """(body bytes, Content-Type) pairs: JSON in the app's shape, any JSON value, raw bytes."""
-    body = st.one_of(like(good).map(_dumps), json_values().map(_dumps), _raw_bodies())
+    # a good body whose strings have odd characters around them: reaches the models most often
+    near = st.fixed_dictionaries(
+        {k: _around(v) if isinstance(v, str) else st.just(v) for k, v in good.items()}
+    ).map(_dumps)
+    shaped = like(good).map(_dumps)
+    mix = [near] * 4 + [shaped] * 3 + [json_values().map(_dumps)] + [_raw_bodies()] * 2
+    body = st.sampled_from(mix).flatmap(lambda strategy: strategy)
     return st.tuples(body, st.sampled_from(CONTENT_TYPES))
 
 

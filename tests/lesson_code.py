@@ -34,10 +34,10 @@ def load_app(notebook: str | Path, name: str, tag: str = TAG) -> types.ModuleTyp
     from ray import cloudpickle
 
     module = types.ModuleType(name)
-    module.__file__ = str(REPO_ROOT / notebook)
     sys.modules[name] = module
     code = "\n\n".join(app_cells(notebook, tag))
-    exec(compile(code, module.__file__, "exec"), module.__dict__)
+    # tracebacks name the notebook and tag; their line numbers count in the joined cells
+    exec(compile(code, f"<{notebook} cells tagged {tag}>", "exec"), module.__dict__)
     cloudpickle.register_pickle_by_value(module)
     return module
 

@@ -29,7 +29,7 @@ def test_lesson01_sentiment_app_never_answers_5xx(serve_cluster):
     lesson = load_app("solutions/01_first_deployment.ipynb", "lesson01_app")
     try:
         url = deploy(lesson.SentimentAnalyzer.bind(servekit.resolve_model("sentiment").location), "fuzz01")
-        report = fuzz_http_app(url, good={"text": "I love this course!"}, max_examples=250)
+        report = fuzz_http_app(url, good={"text": "I love this course!"}, max_examples=300)
         print("lesson 01:", report)
     finally:
         serve.delete("fuzz01")
@@ -45,13 +45,13 @@ def test_lesson02_composition_app_never_answers_5xx(serve_cluster):
     lesson = load_app("solutions/02_composition.ipynb", "lesson02_app")
     try:
         app = lesson.TextProcessor.bind(
-            lesson.Summarizer.bind(summarization.backend, summarization.location),
-            lesson.Translator.bind(translation.backend, translation.location),
+            lesson.Summarizer.bind(summarization),
+            lesson.Translator.bind(translation),
             engines={"summarizer": summarization.backend, "translator": translation.backend},
         )
         url = deploy(app, "fuzz02")
         good = {"text": "The library opened a new room. It has two hundred seats.", "sentences": 1}
-        report = fuzz_http_app(url, good=good, max_examples=200)
+        report = fuzz_http_app(url, good=good, max_examples=300)
         print("lesson 02:", report)
     finally:
         serve.delete("fuzz02")
