@@ -18,6 +18,12 @@ from servekit.paths import SCRATCH
 
 _LONGEST_RAY_SOCKET_SUFFIX = 75  # "session_<date>_<time>_<us>_<pid>/sockets/plasma_store" plus margin
 _state: dict[str, object] = {}
+# serve.shutdown() waits on ServeController.graceful_shutdown, which never returns: the controller
+# ray.kill()s itself. The controller is created with max_task_retries=-1, so the driver's task manager
+# pushes "(raylet) Task ServeController.graceful_shutdown failed. There are infinite retries remaining,
+# so the task will be retried" into the notebook before that call finally fails as expected. This turns
+# off only such "will be retried" notices; a task that finally fails still raises.
+_QUIET_RETRY_NOTICES = {"enable_output_error_log_if_still_retry": False}
 
 
 def free_port(preferred: int = 8000, host: str = "127.0.0.1") -> int:
@@ -98,6 +104,7 @@ def start_ray(
         configure_logging=True,
         _node_ip_address="127.0.0.1",
         _temp_dir=str(ray_temp_dir()),
+        _system_config=_QUIET_RETRY_NOTICES,
     )
     quiet_ray_logging()
     return ctx
