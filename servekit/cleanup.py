@@ -244,6 +244,16 @@ def forget_dead_registries(temp_dirs: list[Path] | None = None) -> None:
             reg.unlink(missing_ok=True)
 
 
+def remove_stale(temp_dirs: list[Path] | None = None) -> list[Path]:
+    """Remove the fallback folders and registry files of clusters that are gone (nbval, like any
+    SIGKILL, stops a kernel before its exit handler can). Returns the folders removed."""
+    stale = stale_temp_dirs(temp_dirs)
+    for d in stale:
+        shutil.rmtree(d, ignore_errors=True)
+    forget_dead_registries(temp_dirs)
+    return stale
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m servekit.cleanup [--kill]``: list (or stop, by PID) the course's Ray clusters,
     and remove the temp session folders of clusters that are gone."""
@@ -266,11 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         kill_processes(procs)
         if procs:
             print(f"Stopped {len(procs)} process(es) by PID.")
-        stale = stale_temp_dirs()
-        for d in stale:
-            shutil.rmtree(d, ignore_errors=True)
+        for d in remove_stale():
             print(f"Removed {d}")
-        forget_dead_registries()
     else:
         stale = stale_temp_dirs()
         print("\n".join(f"Stale session folder: {d}" for d in stale))
