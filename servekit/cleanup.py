@@ -280,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Removed {d}")
     else:
         stale = stale_temp_dirs()
-        print("\n".join(f"Stale session folder: {d}" for d in stale))
+        for d in stale:
+            print(f"Stale session folder (its cluster is gone): {d}")
         if clusters or stale:
             print("Run again with --kill to stop them by PID and remove stale folders.")
     return 0
