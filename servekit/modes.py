@@ -97,7 +97,7 @@ def run_in_mode(
         env = {**os.environ, **mode_env(mode, run_dir), "PYTHONPATH": path}
         with open(run_dir / "child.log", "w") as log:
             proc = subprocess.run(
-                [sys.executable, "-m", "servekit.modes", "--child", tmp],
+                [sys.executable, "-c", "from servekit.modes import main; main()", "--child", tmp],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
