@@ -4,7 +4,7 @@ For each solution notebook: wall time under the same strict nbval run as `make t
 peak memory (PSS, so shared pages are not counted twice) of its kernel plus every Ray process
 the kernel started. Then the time from a cold start (no model built yet) to the first live
 response in lesson 01, and lesson 05's batching measurement in Serve's default and
-throughput-optimized modes: lesson 05's own cells (tagged offline-limit, app-code, measure-code) run
+throughput-optimized modes: lesson 05's own cells (tagged app-code, measure-code) run
 here, then its app and its measure() run in a fresh cluster per mode (servekit.modes). Results
 print as a table and go to scratch/bench/results.json.
 
@@ -110,12 +110,13 @@ def batching_modes(notebook: Path) -> dict:
     from servekit import resolve_model
     from servekit.modes import compare_modes, load_cells
 
-    cells = load_cells(notebook, ("offline-limit", "measure-code", "app-code"))
-    app = cells["SentimentAnalyzer"].bind(resolve_model("sentiment").location)
-    cells["net"] = None  # the offline model is not needed while the clusters run
+    cells = load_cells(notebook, ("measure-code", "app-code"))
+    model_dir = resolve_model("sentiment").location
+    offline = cells["offline_speed"](model_dir, cells["texts"])["speed"]  # here, before any cluster
+    limit = max(offline.values())
+    app = cells["SentimentAnalyzer"].bind(model_dir)
     modes = compare_modes(app, cells["measure"], name="batching", route_prefix="/batching")
-    limit = cells["limit"]
-    summary = {"offline_sentences_per_s": {str(k): round(v, 1) for k, v in cells["offline"].items()}}
+    summary = {"offline_sentences_per_s": {str(k): round(v, 1) for k, v in offline.items()}}
     for mode, runs in modes.items():
         summary[mode] = {
             name: {
