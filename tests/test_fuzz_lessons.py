@@ -56,3 +56,16 @@ def test_lesson02_composition_app_never_answers_5xx(serve_cluster):
     finally:
         serve.delete("fuzz02")
         unload(lesson)
+
+
+def test_lesson05_batching_app_never_answers_5xx(serve_cluster):
+    lesson = load_app("solutions/05_batching.ipynb", "lesson05_app")
+    try:
+        url = deploy(lesson.SentimentAnalyzer.bind(servekit.resolve_model("sentiment").location), "fuzz05")
+        report = fuzz_http_app(url, good={"text": "I love this course!"}, max_examples=300)
+        print("lesson 05 (batched path):", report)
+        unbatched = fuzz_http_app(f"{url}?mode=unbatched", good={"text": "Fine."}, max_examples=50)
+        print("lesson 05 (unbatched path):", unbatched)
+    finally:
+        serve.delete("fuzz05")
+        unload(lesson)
