@@ -80,9 +80,31 @@ def learner_copy(nb: nbformat.NotebookNode, name: str) -> nbformat.NotebookNode:
     return out
 
 
+README = """\
+# Learner notebooks (generated: do not edit here)
+
+These are the course's lessons as you work through them. Every file in this folder is written by
+`scripts/make_notebooks.py` from the notebook of the same name in `../solutions/`, the one source that
+authors edit (`make notebooks` regenerates this folder; a test fails when the two drift). Changes made
+here are lost at the next regeneration: edit `solutions/`, then run `make notebooks`.
+
+What you see when you open a lesson:
+* **Stored outputs.** Every cell already shows the output of the last full run of the lesson in the
+  pinned environment. CI re-runs each notebook and compares its outputs with these (strict nbval), so
+  they are what you should see too, up to timings, ports and ids. Run the cells yourself: your own app
+  answers, live.
+* **Exercises.** Each exercise cell holds `# YOUR CODE HERE` / `raise NotImplementedError()` where the
+  solution has its code; the check cell after it shows a `NotImplementedError` until you finish the
+  exercise. That cell is tagged `raises-exception`, so "Run All" carries on past it.
+* **nbgrader metadata** on exercise cells follows nbgrader's convention (`### BEGIN SOLUTION` markers in
+  the source notebooks), but the course generates these copies with its own small script; nbgrader is
+  not needed to use or grade them.
+"""
+
+
 def generate() -> dict[Path, str]:
-    """Learner notebook path -> its exact file text."""
-    result = {}
+    """Learner notebook path -> its exact file text (and this folder's README)."""
+    result = {NOTEBOOKS / "README.md": README}
     for src in sorted(SOLUTIONS.glob("[0-9][0-9]_*.ipynb")):
         nb = nbformat.read(src, as_version=4)
         result[NOTEBOOKS / src.name] = nbformat.writes(learner_copy(nb, src.name)) + "\n"
@@ -95,7 +117,7 @@ def main() -> int:
     args = ap.parse_args()
     wanted = generate()
     stale = [p for p, text in wanted.items() if not p.exists() or p.read_text() != text]
-    extra = [p for p in NOTEBOOKS.glob("*.ipynb") if p not in wanted]
+    extra = [p for p in NOTEBOOKS.glob("*.ipynb") if p not in wanted]  # README.md is in wanted
     if args.check:
         for p in stale:
             print(f"out of date: {p.relative_to(ROOT)} (run `make notebooks`)")

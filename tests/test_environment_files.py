@@ -70,3 +70,15 @@ def test_ray_import_does_not_pay_for_rfc3987_syntax():
     assert out == "False", (
         "run `make setup` (it uninstalls rfc3987-syntax) - every Ray worker start is ~3 s slower"
     )
+
+
+def test_every_install_route_runs_the_same_post_install_steps():
+    """make setup, Binder and the README's conda command share scripts/post_install.sh."""
+    script = (ROOT / "scripts" / "post_install.sh").read_text()
+    assert "uninstall" in script and "rfc3987-syntax" in script and "-e ." in script
+    assert "bash scripts/post_install.sh" in (ROOT / "Makefile").read_text()
+    assert "bash scripts/post_install.sh" in (ROOT / "binder" / "postBuild").read_text()
+    conda = re.search(r"conda env create -f environment\.yml[^\n`]*", (ROOT / "README.md").read_text())
+    assert conda and "bash scripts/post_install.sh" in conda.group(0), (
+        "README's conda route runs post_install.sh"
+    )

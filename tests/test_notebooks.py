@@ -48,7 +48,9 @@ def test_solution_notebook_is_a_fresh_clean_run(path):
         assert not any(o.output_type == "error" for o in cell.outputs), f"error stored in: {cell.source[:80]}"
     assert sum(bool(c.outputs) for c in code_cells(nb)) >= len(counts) // 2, "most cells should show a result"
     timed = [i for i, c in enumerate(nb.cells) if "execution" in c.metadata]
-    assert not timed, f"cells {timed} carry run timestamps (metadata.execution): re-run scripts/execute_notebooks.py"
+    assert not timed, (
+        f"cells {timed} carry run timestamps (metadata.execution): re-run scripts/execute_notebooks.py"
+    )
 
 
 @pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.name)

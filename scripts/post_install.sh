@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Steps after `pip install -r requirements.txt`, shared by make setup, binder/postBuild and the conda
+# route in the README, so that every way of installing the course ends in the same environment.
+# Run with the environment's python first on PATH (or PYTHON=/path/to/python).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+py="${PYTHON:-python}"
+# jupyterlab -> jupyter-events -> jsonschema[format-nongpl] installs rfc3987-syntax, which builds a
+# parser when imported; Ray imports jsonschema in every process it starts, so each paid ~3 s
+# (ray.init took 16 s instead of 6 s on 2 cores). Only an IRI format check in jupyter-events is lost.
+"$py" -m pip uninstall --quiet --yes rfc3987-syntax
+# The course kit, editable: lessons import servekit from this checkout.
+"$py" -m pip install --quiet --no-deps -e .
