@@ -157,9 +157,9 @@ def start_serve(port: int = 8000, access_log: bool = True) -> int:
     of throughput turn it off: on 2 cores it is a visible share of the proxy's CPU).
 
     HTTP options only take effect before the first ``serve.run``: a proxy that is
-    already up keeps its port and silently ignores new options. If ``port`` is taken
-    (often another notebook's cluster still running), Serve gets a free port instead
-    and this says so.
+    already up keeps its port and ignores new options (Serve logs one WARNING saying
+    so). If ``port`` is taken (often another notebook's cluster still running), Serve
+    gets a free port instead and this says so.
     """
     from ray import serve
 
