@@ -3,7 +3,8 @@
 Nothing here teaches Serve: the lessons write their deployments, ``serve.run`` calls,
 handles and configs out in full. The kit resolves offline models, starts and stops a
 quiet, isolated local Ray cluster the same way in every notebook, waits for an app to
-be healthy, generates load and cleans up processes by PID, and runs lesson 02's
+be healthy, generates load, accounts for CPU by process role, runs an app in another Serve
+mode (a fresh process with its own cluster), cleans up processes by PID, and runs lesson 02's
 summarizer and translator engines.
 """
 
@@ -18,14 +19,23 @@ from servekit.cluster import (
     start_serve,
     use_session_token,
 )
+from servekit.cpu import ROLES, CpuUse, cpu_by_role
 from servekit.health import AppNotHealthy, wait_until_healthy
 from servekit.load import LoadReport, aiohttp_json_sender, http_json_sender, run_load, run_load_async
 from servekit.models import ModelUnavailable, ResolvedModel, resolve_model
+from servekit.modes import MODES, compare_modes, run_in_mode
 from servekit.paths import REPO_ROOT, SCRATCH
 from servekit.probe import error_text, probe
+from servekit.uvicorn_server import UvicornFailed, serve_with_uvicorn
 from servekit.wait import WaitTimeout, wait_for
 
 __all__ = [
+    "MODES",
+    "ROLES",
+    "CpuUse",
+    "compare_modes",
+    "cpu_by_role",
+    "run_in_mode",
     "AppNotHealthy",
     "EngineFailed",
     "ModelUnavailable",
@@ -49,6 +59,8 @@ __all__ = [
     "run_load",
     "run_load_async",
     "serve_url",
+    "serve_with_uvicorn",
+    "UvicornFailed",
     "shutdown",
     "start_ray",
     "start_serve",

@@ -157,15 +157,17 @@ def start_serve(port: int = 8000, access_log: bool = True) -> int:
     of throughput turn it off: on 2 cores it is a visible share of the proxy's CPU).
 
     HTTP options only take effect before the first ``serve.run``: a proxy that is
-    already up keeps its port and ignores new options (Serve logs one WARNING saying
-    so). If ``port`` is taken (often another notebook's cluster still running), Serve
-    gets a free port instead and this says so.
+    already up keeps its port and ignores new options (Serve logs a warning naming the fields that
+    differ). If ``port`` is taken
+    (often another notebook's cluster still running), Serve gets a free port instead
+    and this says so.
     """
     from ray import serve
 
     chosen = free_port(port)
     if chosen != port:
         print(f"Port {port} is busy (another notebook's Ray cluster?); Serve listens on {chosen} instead.")
+    quiet_ray_logging()  # importing ray.serve for the first time resets its logger to INFO
     serve.start(
         http_options={"host": "127.0.0.1", "port": chosen}, logging_config={"enable_access_log": access_log}
     )

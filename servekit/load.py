@@ -9,8 +9,9 @@ status >= 400 (an ``int`` status or an object with ``status_code``).
 On the machine that serves, the client shares the CPU with the server: for HTTP load
 beyond a few dozen requests/s, await ``run_load_async`` with an ``aiohttp`` session
 (``send`` returns ``response.status``). Measured on 2 cores: an httpx client kept half a
-core busy where aiohttp used a twentieth (lesson 05), and 32 client threads capped a
-uvicorn no-op at ~790 req/s where one aiohttp session reached ~4,900 (lesson 06).
+core busy where aiohttp used a twentieth (while lesson 05 was written, which no longer runs
+httpx), and 32 client threads capped a uvicorn no-op at ~790 req/s where one aiohttp
+session reached ~4,900 (lesson 06).
 """
 
 from __future__ import annotations

@@ -7,6 +7,14 @@ from typing import Any
 import requests
 
 
+def _first_problem(detail: list[Any]) -> str:
+    """FastAPI's 422 ``detail`` list, shortened to its first problem: ``msg (where)``, ``+N more``."""
+    first = detail[0]
+    where = ".".join(str(part) for part in first.get("loc", ()))
+    more = f" (+{len(detail) - 1} more)" if len(detail) > 1 else ""
+    return f"{first['msg']}" + (f" ({where})" if where else "") + more
+
+
 def error_text(response: requests.Response, width: int = 80) -> str:
     """The message of an error answer: the course's ``{"error": ...}``, FastAPI's ``detail``, or the body."""
     try:
@@ -14,9 +22,13 @@ def error_text(response: requests.Response, width: int = 80) -> str:
     except ValueError:
         return response.text[:width]
     if isinstance(body, dict):
-        for key in ("error", "detail"):
-            if key in body:
-                return str(body[key])[:width]
+        if "error" in body:
+            return str(body["error"])[:width]
+        detail = body.get("detail")
+        if isinstance(detail, list) and detail and isinstance(detail[0], dict) and "msg" in detail[0]:
+            return _first_problem(detail)[:width]
+        if "detail" in body:
+            return str(detail)[:width]
     return str(body)[:width]
 
 

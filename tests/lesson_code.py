@@ -37,7 +37,9 @@ def load_app(notebook: str | Path, name: str, tag: str = TAG) -> types.ModuleTyp
     sys.modules[name] = module
     code = "\n\n".join(app_cells(notebook, tag))
     # tracebacks name the notebook and tag; their line numbers count in the joined cells
-    exec(compile(code, f"<{notebook} cells tagged {tag}>", "exec"), module.__dict__)
+    # dont_inherit: this file's `from __future__ import annotations` must not turn the cells' type
+    # hints into strings (FastAPI would then read a typed body as a query parameter in a replica)
+    exec(compile(code, f"<{notebook} cells tagged {tag}>", "exec", dont_inherit=True), module.__dict__)
     cloudpickle.register_pickle_by_value(module)
     return module
 

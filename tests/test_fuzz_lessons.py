@@ -56,3 +56,40 @@ def test_lesson02_composition_app_never_answers_5xx(serve_cluster):
     finally:
         serve.delete("fuzz02")
         unload(lesson)
+
+
+def test_lesson03_worker_app_never_answers_5xx(serve_cluster):
+    lesson = load_app("solutions/03_scaling.ipynb", "lesson03_app")
+    try:
+        # work_ms=0: generated bodies that keep a valid work_ms then sleep at most 1 s, rarely
+        url = deploy(lesson.Worker.options(ray_actor_options={"num_cpus": 0.5}).bind(), "fuzz03")
+        report = fuzz_http_app(url, good={"work_ms": 0}, max_examples=300)
+        print("lesson 03:", report)
+    finally:
+        serve.delete("fuzz03")
+        unload(lesson)
+
+
+def test_lesson04_sentiment_app_never_answers_5xx(serve_cluster):
+    lesson = load_app("solutions/04_resources_gpus.ipynb", "lesson04_app")
+    try:
+        model_dir = servekit.resolve_model("sentiment").location
+        url = deploy(lesson.SentimentAnalyzer.bind(model_dir), "fuzz04")  # no GPU here: runs on the CPU
+        report = fuzz_http_app(url, good={"text": "I love this course!"}, max_examples=300)
+        print("lesson 04:", report)
+    finally:
+        serve.delete("fuzz04")
+        unload(lesson)
+
+
+def test_lesson05_batching_app_never_answers_5xx(serve_cluster):
+    lesson = load_app("solutions/05_batching.ipynb", "lesson05_app")
+    try:
+        url = deploy(lesson.SentimentAnalyzer.bind(servekit.resolve_model("sentiment").location), "fuzz05")
+        report = fuzz_http_app(url, good={"text": "I love this course!"}, max_examples=300)
+        print("lesson 05 (batched path):", report)
+        unbatched = fuzz_http_app(f"{url}?mode=unbatched", good={"text": "Fine."}, max_examples=50)
+        print("lesson 05 (unbatched path):", unbatched)
+    finally:
+        serve.delete("fuzz05")
+        unload(lesson)

@@ -45,7 +45,7 @@ def fake_worker_context(monkeypatch, assigned=None, accelerators=None):
 
 @pytest.mark.parametrize("num_cpus, expected", [(0.5, "1"), (1, "1"), (1.5, "1"), (2, "2"), (None, "1")])
 def test_ray_sets_omp_num_threads_from_num_cpus(monkeypatch, env_var, num_cpus, expected):
-    """Section 3: OMP_NUM_THREADS = max(floor(num_cpus), 1) in a worker (1 when no CPU was reserved)."""
+    """Section 5: OMP_NUM_THREADS = max(floor(num_cpus), 1) in a worker (1 when no CPU was reserved)."""
     env_var("OMP_NUM_THREADS")
     fake_worker_context(monkeypatch, assigned={} if num_cpus is None else {"CPU": num_cpus})
     assert ray_utils.set_omp_num_threads_if_unset() is True
@@ -53,7 +53,7 @@ def test_ray_sets_omp_num_threads_from_num_cpus(monkeypatch, env_var, num_cpus, 
 
 
 def test_ray_leaves_an_exported_omp_num_threads_alone(monkeypatch, env_var):
-    """Section 3: a machine-wide OMP_NUM_THREADS switches Ray's protection off."""
+    """Section 5: a machine-wide OMP_NUM_THREADS switches Ray's protection off."""
     env_var("OMP_NUM_THREADS")
     os.environ["OMP_NUM_THREADS"] = "16"
     fake_worker_context(monkeypatch, assigned={"CPU": 0.5})
@@ -87,7 +87,7 @@ def test_serve_defaults_the_lesson_quotes():
 
 
 def test_slow_startup_warning_knobs(monkeypatch):
-    """Section 7: the env vars the notebook sets exist, and default to 30 s."""
+    """Section 4: the env vars the notebook sets exist, and default to 30 s."""
     from ray.serve._private import deployment_state
 
     assert deployment_state.SLOW_STARTUP_WARNING_S == int(
@@ -103,7 +103,7 @@ def test_slow_startup_warning_knobs(monkeypatch):
 
 
 def test_serve_run_waits_without_timeout_and_run_many_can_skip_it():
-    """Section 7: serve.run blocks until RUNNING with no deadline; run_many can return at once."""
+    """Section 4: serve.run blocks until RUNNING with no deadline; run_many can return at once."""
     wait = inspect.signature(ServeControllerClient._wait_for_application_running)
     assert wait.parameters["timeout_s"].default == -1
     assert "wait_for_applications_running" in inspect.signature(serve.run_many).parameters

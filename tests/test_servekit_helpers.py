@@ -93,10 +93,10 @@ def test_error_text_reads_fastapi_detail_and_plain_bodies():
         r.status_code, r._content = status, body
         return r
 
-    assert (
-        servekit.error_text(response(422, b'{"detail": [{"msg": "Field required"}]}'))
-        == "[{'msg': 'Field required'}]"
-    )
+    assert servekit.error_text(response(422, b'{"detail": [{"msg": "Field required"}]}')) == "Field required"
+    two = b'{"detail": [{"loc": ["body", "text"], "msg": "Field required"}, {"msg": "Extra"}]}'
+    assert servekit.error_text(response(422, two)) == "Field required (body.text) (+1 more)"
+    assert servekit.error_text(response(413, b'{"detail": "Content Too Large"}')) == "Content Too Large"
     assert servekit.error_text(response(500, b"Internal Server Error")) == "Internal Server Error"
     assert servekit.error_text(response(422, b'["x"]')) == "['x']"
 

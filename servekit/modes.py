@@ -1,0 +1,211 @@
+"""Run a Serve app and a measurement in a fresh process whose cluster runs in a chosen Serve mode.
+
+Serve reads its performance flags (``RAY_SERVE_THROUGHPUT_OPTIMIZED``, ``RAY_SERVE_ENABLE_HA_PROXY``)
+once, when a process imports ``ray.serve``, and every Ray process inherits them from the process
+that started the cluster. A notebook kernel that already imported Serve cannot switch. So
+:func:`run_in_mode` starts a new Python process with the mode's variables in its environment;
+that process starts its own cluster, deploys ``app`` (the lesson's own object, sent with
+cloudpickle), calls ``await measure(handle, url)`` and sends the result back::
+
+    results = servekit.compare_modes(app, measure, name="batching", route_prefix="/batching")
+    results["throughput"]  # whatever measure returned, measured in throughput-optimized mode
+
+Stop your own cluster's app first (``serve.delete``): the child needs the cores and the memory.
+In the child, handles need a running event loop in throughput mode (``.result()`` raises), so
+``measure`` is a coroutine function and uses ``await``.
+
+From a shell (and in ``make bench``), a notebook's cells tagged ``app-code`` and ``measure-code``
+run in a fresh namespace; the app an expression builds there and their ``measure`` then run in
+each mode, and the results print as JSON::
+
+    python -m servekit.modes solutions/05_batching.ipynb --name batching --route-prefix /batching
+        --app "SentimentAnalyzer.bind(servekit.resolve_model('sentiment').location)"
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from servekit.paths import REPO_ROOT
+
+MODES: dict[str, dict[str, str]] = {
+    "default": {},
+    # HAProxy replaces Serve's Python proxy on the HTTP port; without it the throughput flag
+    # leaves HTTP through port 8000 as slow as before (it speeds up handles and direct ingress).
+    "throughput": {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"},
+}
+
+Measure = Callable[[Any, str], Awaitable[Any]]
+
+
+def mode_env(mode: str, run_dir: Path) -> dict[str, str]:
+    """The environment variables of ``mode``, plus what a throwaway single-machine cluster needs.
+
+    Direct-ingress replicas otherwise hold ``serve.shutdown()`` for 30 s so that an external load
+    balancer can deregister them (``graceful_shutdown_timeout_s`` cannot shorten it); nothing here
+    needs that. HAProxy's files go to ``run_dir`` instead of a fixed /tmp/haproxy-serve, and its
+    stats and Prometheus ports (bound on all interfaces) to free ports instead of 8404 and 9101.
+    """
+    from servekit.cluster import free_port
+
+    env = dict(MODES[mode])
+    if env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1":
+        base = run_dir  # Serve adds a 56-character folder; HAProxy's socket paths must stay < 98 chars
+        env |= {
+            "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(base / "haproxy.cfg"),
+            "RAY_SERVE_HAPROXY_SOCKET_PATH": str(base / "admin.sock"),
+            "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(base / "metrics.sock"),
+            "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(base),
+            "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(base / "server-state"),
+            "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port(0)),
+            "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port(0)),
+        }
+    if env:
+        env["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] = "1"
+    return env
+
+
+def run_in_mode(
+    mode: str,
+    app: Any,
+    measure: Measure,
+    name: str = "app",
+    route_prefix: str = "/app",
+    num_cpus: int = 2,
+    timeout_s: float = 300.0,
+) -> Any:
+    """Deploy ``app`` in a fresh process with its own cluster in ``mode`` (a key of :data:`MODES`),
+    run ``await measure(handle, url)`` there and return its result (anything picklable)."""
+    import cloudpickle
+
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; one of {sorted(MODES)}")
+    with tempfile.TemporaryDirectory(prefix="svk-") as tmp:
+        run_dir = Path(tmp)
+        (run_dir / "job.pkl").write_bytes(cloudpickle.dumps((app, measure, name, route_prefix, num_cpus)))
+        path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+        env = {**os.environ, **mode_env(mode, run_dir), "PYTHONPATH": path}
+        with open(run_dir / "child.log", "w") as log:
+            proc = subprocess.run(
+                [sys.executable, "-c", "from servekit.modes import main; main()", "--child", tmp],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=timeout_s,
+                cwd=REPO_ROOT,
+            )
+        if proc.returncode != 0 or not (run_dir / "result.pkl").exists():
+            tail = (run_dir / "child.log").read_text()[-3000:]
+            raise RuntimeError(f"the {mode} run failed (exit {proc.returncode}); its log ends:\n{tail}")
+        return pickle.loads((run_dir / "result.pkl").read_bytes())
+
+
+def compare_modes(
+    app: Any, measure: Measure, modes: Sequence[str] = ("default", "throughput"), **options: Any
+) -> dict[str, Any]:
+    """:func:`run_in_mode` for each mode, one after the other (never two clusters at once)."""
+    return {mode: run_in_mode(mode, app, measure, **options) for mode in modes}
+
+
+def _child(run_dir: Path) -> None:
+    """The fresh process: cluster, app, measurement, then everything it started is stopped."""
+    import cloudpickle
+    import ray
+    import requests
+    from ray import serve
+
+    from servekit.cleanup import become_subreaper, reap_leftovers
+    from servekit.cluster import serve_url, start_ray, start_serve
+    from servekit.health import wait_until_healthy
+    from servekit.wait import wait_for
+
+    become_subreaper()
+    app, measure, name, route_prefix, num_cpus = cloudpickle.loads((run_dir / "job.pkl").read_bytes())
+
+    async def main() -> Any:
+        start_serve(access_log=False)
+        handle = serve.run(app, name=name, route_prefix=route_prefix)
+        url = serve_url(route_prefix)
+        wait_until_healthy(name, url)
+        # HAProxy health-checks a new replica before routing to it, and answers 500 until then.
+        wait_for(lambda: _status(requests, url) in range(200, 500), 60, f"{url} answering")
+        try:
+            return await measure(handle, url)
+        finally:
+            await serve.shutdown_async()  # in the loop the handles' routers run in (throughput mode)
+
+    start_ray(num_cpus=num_cpus)
+    try:
+        result = asyncio.run(main())
+    finally:
+        ray.shutdown()
+        reap_leftovers()
+    (run_dir / "result.pkl").write_bytes(pickle.dumps(result))
+
+
+def _status(requests, url: str) -> int:
+    try:
+        return requests.get(url, timeout=5).status_code
+    except requests.ConnectionError:
+        return 0
+
+
+def tagged_code(notebook: Path, tags: Sequence[str]) -> str:
+    """The source of a notebook's code cells that carry any of ``tags``, in order."""
+    cells = json.loads(Path(notebook).read_text())["cells"]
+    return "\n\n".join(
+        "".join(c["source"])
+        for c in cells
+        if c["cell_type"] == "code" and set(tags) & set(c.get("metadata", {}).get("tags", []))
+    )
+
+
+def load_cells(notebook: Path, tags: Sequence[str] = ("app-code", "measure-code")) -> dict[str, Any]:
+    """Run a notebook's code cells tagged with any of ``tags``, in order, in a fresh namespace."""
+    namespace: dict[str, Any] = {"__name__": f"lesson_{Path(notebook).stem}"}  # pickled by value
+    exec(compile(tagged_code(notebook, tags), str(notebook), "exec"), namespace)
+    return namespace
+
+
+def compare_notebook(
+    notebook: Path, name: str, route_prefix: str, app: str = "app", **options: Any
+) -> dict[str, Any]:
+    """:func:`compare_modes` on ``eval(app)`` and ``measure``, both from the notebook's ``app-code``
+    and ``measure-code`` cells (:func:`load_cells`)."""
+    namespace = load_cells(notebook)
+    return compare_modes(
+        eval(app, namespace), namespace["measure"], name=name, route_prefix=route_prefix, **options
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("target", help="a notebook (or, internally, --child's run folder)")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--name", default="app")
+    parser.add_argument("--route-prefix", default="/app")
+    parser.add_argument("--app", default="app", help="an expression for the app, in the cells' namespace")
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    args = parser.parse_args(argv)
+    if args.child:
+        _child(Path(args.target))
+        return 0
+    results = compare_notebook(
+        Path(args.target), args.name, args.route_prefix, app=args.app, modes=args.modes
+    )
+    print(json.dumps(results, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
