@@ -9,7 +9,16 @@ summarizer and translator engines.
 """
 
 from servekit.backends import EngineFailed, load_summarizer, load_translator, split_sentences
-from servekit.cluster import free_port, serve_url, shutdown, start_ray, start_serve
+from servekit.cluster import (
+    free_port,
+    quiet_ray_logging,
+    ray_temp_dir,
+    serve_url,
+    shutdown,
+    start_ray,
+    start_serve,
+    use_session_token,
+)
 from servekit.cpu import ROLES, CpuUse, cpu_by_role
 from servekit.health import AppNotHealthy, wait_until_healthy
 from servekit.load import LoadReport, aiohttp_json_sender, http_json_sender, run_load, run_load_async
@@ -37,6 +46,8 @@ __all__ = [
     "aiohttp_json_sender",
     "error_text",
     "probe",
+    "quiet_ray_logging",
+    "ray_temp_dir",
     "wait_for",
     "LoadReport",
     "REPO_ROOT",
@@ -53,5 +64,6 @@ __all__ = [
     "shutdown",
     "start_ray",
     "start_serve",
+    "use_session_token",
     "wait_until_healthy",
 ]
