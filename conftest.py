@@ -5,14 +5,15 @@ Each notebook under nbval runs in its own kernel, a child of pytest. This proces
 replicas, a server the notebook forgot) stays our descendant even after the kernel exits.
 When the last cell of a notebook has run and nbval has shut its kernel down, every
 descendant still alive is a leftover: we stop it by PID (never by name, which would hit a
-learner's other Ray clusters) and fail the notebook's last cell, so a leak cannot pass.
+learner's other Ray clusters) and fail the notebook's last cell, so a leak cannot pass. Then the
+session folders in /tmp and the registry files of clusters that are gone are removed.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from servekit.cleanup import become_subreaper, reap_leftovers
+from servekit.cleanup import become_subreaper, reap_leftovers, remove_stale
 
 # The canary notebook must fail; tests/test_nbval_canary.py runs it on purpose.
 collect_ignore_glob = ["tests/canary/*"]
@@ -32,6 +33,7 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
     if not _is_notebook_item(item) or (nextitem is not None and nextitem.parent is item.parent):
         return result
     names = reap_leftovers(grace_s=10)
+    remove_stale()  # nbval SIGKILLs the kernel: its /tmp session folder and registry file are ours to remove
     if names:
         item.add_report_section("teardown", "leftover processes", "\n".join(names))
         raise pytest.fail.Exception(

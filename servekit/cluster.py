@@ -6,6 +6,7 @@ Lesson 00 writes every one of these calls out and explains it; later lessons cal
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import secrets
@@ -16,8 +17,18 @@ from pathlib import Path
 
 from servekit.paths import SCRATCH
 
+#: Where Ray's session folder goes when scratch/ray is too long a path for Ray's Unix sockets.
+FALLBACK_PARENT = Path("/tmp")
+FALLBACK_PREFIX = "servekit-ray-"
+
 _LONGEST_RAY_SOCKET_SUFFIX = 75  # "session_<date>_<time>_<us>_<pid>/sockets/plasma_store" plus margin
 _state: dict[str, object] = {}
+# serve.shutdown() waits on ServeController.graceful_shutdown, which never returns: the controller
+# ray.kill()s itself. The controller is created with max_task_retries=-1, so the driver's task manager
+# pushes "(raylet) Task ServeController.graceful_shutdown failed. There are infinite retries remaining,
+# so the task will be retried" into the notebook before that call finally fails as expected. This turns
+# off only such "will be retried" notices; a task that finally fails still raises.
+_QUIET_RETRY_NOTICES = {"enable_output_error_log_if_still_retry": False}
 
 
 def free_port(preferred: int = 8000, host: str = "127.0.0.1") -> int:
@@ -36,14 +47,42 @@ def free_port(preferred: int = 8000, host: str = "127.0.0.1") -> int:
 
 
 def ray_temp_dir() -> Path:
-    """Ray's session files go under scratch/ray, unless that path is too long for a Unix socket."""
+    """Ray's session files go under scratch/ray, unless that path is too long for a Unix socket:
+    then under a ``/tmp/servekit-ray-*`` folder of this process's own (one per process), which
+    is removed when the process exits, by ``shutdown()``, or by ``python -m servekit.cleanup``."""
     path = SCRATCH / "ray"
     if len(str(path)) + _LONGEST_RAY_SOCKET_SUFFIX <= 107:
         path.mkdir(parents=True, exist_ok=True)
         return path
-    tmp = Path(tempfile.mkdtemp(prefix="servekit-ray-", dir="/tmp"))
-    _state["owned_temp_dir"] = tmp  # removed again by shutdown()
+    owned = _state.get("owned_temp_dir")
+    if isinstance(owned, Path) and owned.is_dir():
+        return owned
+    from servekit.cleanup import record_cluster  # imported here: `python -m servekit.cleanup` runs it
+
+    tmp = Path(tempfile.mkdtemp(prefix=FALLBACK_PREFIX, dir=FALLBACK_PARENT))
+    _state["owned_temp_dir"] = tmp
+    record_cluster(tmp)  # marks the folder as the kit's and as in use by this process
+    _forget_at_exit()
     return tmp
+
+
+def _forget_at_exit() -> None:
+    """Remove this process's registry file and temp folder when it exits. Registered before
+    ``ray.init``, so that it runs after Ray's own exit handler has stopped the cluster."""
+    if _state.get("forget_registered") != os.getpid():
+        _state["forget_registered"] = os.getpid()
+        atexit.register(_forget, os.getpid())
+
+
+def _forget(pid: int) -> None:
+    if os.getpid() != pid:  # a forked child inherited the handler: the folder is not its to remove
+        return
+    registry = _state.pop("registry", None)
+    if isinstance(registry, Path):
+        registry.unlink(missing_ok=True)
+    tmp = _state.pop("owned_temp_dir", None)
+    if isinstance(tmp, Path):
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def quiet_ray_logging() -> None:
@@ -80,10 +119,14 @@ def start_ray(
     """
     import ray
 
+    from servekit.cleanup import record_cluster
+
     quiet_ray_logging()
     if ray.is_initialized():
         return ray.get_runtime_context()
     use_session_token()
+    temp_dir = ray_temp_dir()
+    _forget_at_exit()
     ctx = ray.init(
         address="local",
         num_cpus=num_cpus,
@@ -97,8 +140,12 @@ def start_ray(
         logging_level=logging.ERROR,
         configure_logging=True,
         _node_ip_address="127.0.0.1",
-        _temp_dir=str(ray_temp_dir()),
+        _temp_dir=str(temp_dir),
+        _system_config=_QUIET_RETRY_NOTICES,
     )
+    # What `python -m servekit.cleanup` needs to find this cluster if this process dies without
+    # stopping it: the driver, the session folder, and the Ray processes running now.
+    _state["registry"] = record_cluster(temp_dir, ctx.address_info["session_dir"])
     quiet_ray_logging()
     return ctx
 
@@ -135,14 +182,13 @@ def serve_url(route_prefix: str = "/") -> str:
 
 def shutdown() -> None:
     """Stop Serve, then Ray (``ray.shutdown()`` alone leaves Serve's actors to die with the
-    cluster without a graceful stop), and remove a temporary session folder if one was made."""
+    cluster without a graceful stop), and remove the cluster's registry file and the temporary
+    session folder if one was made."""
     import ray
     from ray import serve
 
     if ray.is_initialized():
         serve.shutdown()
         ray.shutdown()
-    tmp = _state.pop("owned_temp_dir", None)
-    if isinstance(tmp, Path):
-        shutil.rmtree(tmp, ignore_errors=True)
+    _forget(os.getpid())
     _state.pop("port", None)

@@ -44,13 +44,14 @@ class ResolvedModel:
     task: str
     #: a local directory, a hub model name, or "apertium:<pair>"
     location: str
-    #: "env" (variable set by you), "cache" (built earlier), "package" (built now from a wheel), "system" (OS package)
+    #: "env" (variable set by you), "cache" (built earlier), "package" (built now from a wheel),
+    #: "system" (OS package)
     source: str
     #: human description: what the model is, where it came from, its license
     description: str
-    #: which code path serves it: "transformers" (pipeline("text-classification") for sentiment; AutoModelForSeq2SeqLM
-    #: + generate for translation/summarization, whose pipelines transformers 5 removed), "apertium" (MT engine),
-    #: "extractive" (encoder ranking)
+    #: which code path serves it: "transformers" (pipeline("text-classification") for sentiment;
+    #: AutoModelForSeq2SeqLM + generate for translation/summarization, whose pipelines transformers 5
+    #: removed), "apertium" (MT engine), "extractive" (encoder ranking)
     backend: str
 
     @property
@@ -129,7 +130,8 @@ def _packaged_sentiment() -> ResolvedModel:
     card = json.loads((HEAD_DIR / "card.json").read_text())
     acc = card["metrics"]["test"]["accuracy"]
     description = (
-        f"all-MiniLM-L6-v2 encoder ({ENCODER_PACKAGE}, Apache-2.0) + tweet-sentiment head trained in this repo "
+        f"all-MiniLM-L6-v2 encoder ({ENCODER_PACKAGE}, Apache-2.0)"
+        " + tweet-sentiment head trained in this repo "
         f"({'/'.join(card['labels'])}, test accuracy {acc:.3f})"
     )
     target = SCRATCH / "models" / "sentiment-minilm-tweets"

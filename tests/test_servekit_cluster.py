@@ -1,11 +1,13 @@
 """Cluster plumbing that needs no running Ray: ports, temp dir, token, cleanup, health messages."""
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -53,7 +55,10 @@ def test_session_token_is_kept_in_the_environment(monkeypatch):
 
 
 def test_kill_processes_stops_a_child_and_its_grandchild():
-    code = "import subprocess,sys,time; subprocess.Popen([sys.executable,'-c','import time; time.sleep(60)']); time.sleep(60)"
+    code = (
+        "import subprocess,sys,time; "
+        "subprocess.Popen([sys.executable,'-c','import time; time.sleep(60)']); time.sleep(60)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code])
     try:
         for _ in range(100):
@@ -79,7 +84,10 @@ def _status(app_status, message="", replica_states=None, dep_status="UPDATING", 
 def test_wait_reports_pending_replicas_with_the_resource_message(monkeypatch):
     from ray import serve
 
-    msg = "Deployment 'Model' has 1 replicas that have taken more than 30s to be scheduled. Resources required: {'GPU': 1}"
+    msg = (
+        "Deployment 'Model' has 1 replicas that have taken more than 30s to be scheduled. "
+        "Resources required: {'GPU': 1}"
+    )
     monkeypatch.setattr(
         serve,
         "status",
@@ -130,18 +138,90 @@ def test_wait_returns_when_running(monkeypatch):
     assert health.wait_until_healthy("demo", timeout_s=5) < 5
 
 
-def test_course_clusters_finds_only_processes_of_our_scratch_folder(tmp_path):
-    marker = str(tmp_path / "ray")
-    ours = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(60)", f"--log_dir={marker}/session_x"]
-    )
-    other = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(60)", "--log_dir=/tmp/ray/session_y"]
-    )
+def _holding(path: Path) -> subprocess.Popen:
+    """A process that keeps ``path`` open as its stdout, as Ray's processes keep their logs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as log:
+        return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], stdout=log)
+
+
+def _wait_open(proc: subprocess.Popen) -> None:
+    for _ in range(100):
+        if psutil.Process(proc.pid).open_files():
+            return
+        time.sleep(0.02)
+
+
+def _stop(*procs: subprocess.Popen) -> None:
+    for p in procs:
+        p.kill()
+        p.wait()
+
+
+def test_find_clusters_by_open_session_files_and_never_a_driver(tmp_path):
+    ours, other = tmp_path / "ray", tmp_path / "other"
+    agent = _holding(ours / "session_a" / "logs" / "raylet.out")
+    driver = _holding(ours / "session_a" / "logs" / "python-core-driver-01_1.log")
+    foreign = _holding(other / "session_b" / "logs" / "raylet.out")
     try:
-        found = {p.pid for p in cleanup.course_clusters(marker)}
-        assert ours.pid in found and other.pid not in found
+        for p in (agent, driver, foreign):
+            _wait_open(p)
+        (found,) = cleanup.find_clusters([ours])
+        assert found.session_dir == ours / "session_a"
+        assert set(found.processes) == {agent.pid} and found.live_driver == driver.pid
     finally:
-        for p in (ours, other):
-            p.kill()
-            p.wait()
+        _stop(agent, driver, foreign)
+
+
+def test_registry_pids_count_only_with_their_start_time(tmp_path):
+    temp = tmp_path / "ray"
+    temp.mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        created = psutil.Process(proc.pid).create_time()
+        entry = {"driver": [proc.pid, created - 100], "session_dir": str(temp / "session_x")}
+        reg = temp / f"{cleanup.REGISTRY_PREFIX}1.json"
+        reg.write_text(json.dumps({**entry, "pids": [[proc.pid, created - 5]]}))  # a recycled PID
+        assert cleanup.find_clusters([temp]) == []
+        reg.write_text(json.dumps({**entry, "pids": [[proc.pid, created]]}))
+        (found,) = cleanup.find_clusters([temp])
+        assert list(found.processes) == [proc.pid] and found.live_driver is None
+    finally:
+        _stop(proc)
+
+
+def test_cli_stops_clusters_and_removes_only_the_kits_stale_folders(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(cluster, "FALLBACK_PARENT", tmp_path)
+    monkeypatch.setattr("servekit.paths.SCRATCH", tmp_path / "scratch")
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead, live, legacy, busy, foreign = (tmp_path / f"servekit-ray-{n}" for n in ("1", "2", "3", "4", "5"))
+    for d in (dead, live, legacy, busy, foreign):
+        (d / "session_x" / "logs").mkdir(parents=True)
+    (dead / f"{cleanup.REGISTRY_PREFIX}9.json").write_text(
+        json.dumps({"driver": [gone.pid, 1.0], "session_dir": None, "pids": []})
+    )
+    cleanup.record_cluster(live)  # this process is its driver, still running
+    (foreign / "notes.txt").write_text("not the kit's")
+    agent = _holding(busy / "session_x" / "logs" / "raylet.out")
+    try:
+        _wait_open(agent)
+        assert cleanup.main([]) == 0
+        listing = capsys.readouterr().out
+        assert f"  {agent.pid} python" in listing and "--kill" in listing
+        assert agent.poll() is None and dead.exists()  # listing changes nothing
+        cleanup.main(["--kill"])
+        assert agent.wait(timeout=5) is not None
+        assert {d.name for d in tmp_path.glob("servekit-ray-*")} == {live.name, foreign.name}
+    finally:
+        _stop(agent)
+
+
+def test_ray_temp_dir_fallback_is_one_folder_per_process_with_a_registry(monkeypatch, tmp_path):
+    monkeypatch.setattr(cluster, "SCRATCH", tmp_path / ("x" * 80))
+    monkeypatch.setattr(cluster, "FALLBACK_PARENT", tmp_path)
+    first = cluster.ray_temp_dir()
+    assert cluster.ray_temp_dir() == first
+    assert (first / f"{cleanup.REGISTRY_PREFIX}{os.getpid()}.json").is_file()
+    cluster.shutdown()
+    assert not first.exists()

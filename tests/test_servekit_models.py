@@ -71,11 +71,11 @@ def test_held_out_accuracy_reproduces_the_card():
     sys.modules["train"] = train
     spec.loader.exec_module(train)
     texts, labels = train.load_corpus()
-    held_out = [(t, int(l)) for t, l in zip(texts, labels) if train.split_of(t) == "test"]
+    held_out = [(t, int(y)) for t, y in zip(texts, labels, strict=True) if train.split_of(t) == "test"]
     test = held_out[:: len(held_out) // 400][:400]  # the corpus is grouped by topic: sample across it
     clf = pipeline("text-classification", model=resolve_model("sentiment").location, device=-1)
     preds = clf([t for t, _ in test], batch_size=32, truncation=True, max_length=train.MAX_TOKENS)
-    acc = sum(train.LABELS[l] == p["label"] for (_, l), p in zip(test, preds)) / len(test)
+    acc = sum(train.LABELS[y] == p["label"] for (_, y), p in zip(test, preds, strict=True)) / len(test)
     card_acc = json.loads((models.HEAD_DIR / "card.json").read_text())["metrics"]["test"]["accuracy"]
     assert abs(acc - card_acc) < 0.06, (acc, card_acc)
 

@@ -1,0 +1,23 @@
+"""Fixtures shared by the tests in tests/ (the root conftest.py guards notebook runs)."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def serve_cluster():
+    """One live local Ray cluster with Serve on 127.0.0.1 for a test module; yields the HTTP port.
+
+    Sized like a lesson's (2 logical CPUs), access log off. Tests deploy their own apps with
+    ``serve.run(app, name=..., route_prefix=...)`` and should ``serve.delete(name)`` when done, so
+    the next app finds the CPUs free. Anything that starts Ray must run under the shared lock
+    (``flock /tmp/ray.lock pytest ...``) on a shared machine.
+    """
+    import servekit
+
+    servekit.start_ray(num_cpus=2)
+    try:
+        yield servekit.start_serve(access_log=False)
+    finally:
+        servekit.shutdown()

@@ -1,0 +1,58 @@
+"""No request body gets a 5xx from a lesson's HTTP app, and the app keeps serving.
+
+Each test builds a lesson's app from the solution notebook's cells tagged ``app-code`` (no copy
+of the code here), deploys it on one live Serve cluster shared by this module, and POSTs a few
+hundred generated bodies to it with hypothesis (tests/http_fuzz.py). To add a lesson: tag the
+cells that define its app, then copy one of these tests (build, ``serve.run``, fuzz, delete).
+Starts Ray: on a shared machine run it under the lock (``flock /tmp/ray.lock pytest ...``).
+"""
+
+from __future__ import annotations
+
+import pytest
+from http_fuzz import fuzz_http_app
+from lesson_code import load_app, unload
+from ray import serve
+
+import servekit
+from servekit.models import ModelUnavailable
+
+
+def deploy(app, name: str) -> str:
+    serve.run(app, name=name, route_prefix=f"/{name}")
+    url = servekit.serve_url(f"/{name}")
+    servekit.wait_until_healthy(name, url)
+    return url
+
+
+def test_lesson01_sentiment_app_never_answers_5xx(serve_cluster):
+    lesson = load_app("solutions/01_first_deployment.ipynb", "lesson01_app")
+    try:
+        url = deploy(lesson.SentimentAnalyzer.bind(servekit.resolve_model("sentiment").location), "fuzz01")
+        report = fuzz_http_app(url, good={"text": "I love this course!"}, max_examples=300)
+        print("lesson 01:", report)
+    finally:
+        serve.delete("fuzz01")
+        unload(lesson)
+
+
+def test_lesson02_composition_app_never_answers_5xx(serve_cluster):
+    try:
+        translation = servekit.resolve_model("translation")
+    except ModelUnavailable as exc:
+        pytest.skip(str(exc))
+    summarization = servekit.resolve_model("summarization")
+    lesson = load_app("solutions/02_composition.ipynb", "lesson02_app")
+    try:
+        app = lesson.TextProcessor.bind(
+            lesson.Summarizer.bind(summarization),
+            lesson.Translator.bind(translation),
+            engines={"summarizer": summarization.backend, "translator": translation.backend},
+        )
+        url = deploy(app, "fuzz02")
+        good = {"text": "The library opened a new room. It has two hundred seats.", "sentences": 1}
+        report = fuzz_http_app(url, good=good, max_examples=300)
+        print("lesson 02:", report)
+    finally:
+        serve.delete("fuzz02")
+        unload(lesson)
