@@ -63,7 +63,7 @@ class SentimentClassifier(mlflow.pyfunc.PythonModel):
         self.encoder = Encoder()
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        probs = head_probabilities(self.head, self.encoder(list(model_input["text"])))
+        probs = head_probabilities(self.head, self.encoder(list(model_input["text"]))).astype("float64")
         out = pd.DataFrame(probs.round(3), columns=LABELS)
         out.insert(0, "label", [LABELS[i] for i in probs.argmax(axis=1)])
         out.insert(1, "score", probs.max(axis=1).round(3))

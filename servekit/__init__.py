@@ -11,6 +11,7 @@ from servekit.backends import EngineFailed, load_summarizer, load_translator, sp
 from servekit.cluster import free_port, serve_url, shutdown, start_ray, start_serve
 from servekit.health import AppNotHealthy, wait_until_healthy
 from servekit.load import LoadReport, aiohttp_json_sender, http_json_sender, run_load, run_load_async
+from servekit.mlflow_server import MlflowServer, start_mlflow_server
 from servekit.models import ModelUnavailable, ResolvedModel, resolve_model
 from servekit.paths import REPO_ROOT, SCRATCH
 from servekit.probe import error_text, probe
@@ -29,6 +30,7 @@ __all__ = [
     "probe",
     "wait_for",
     "LoadReport",
+    "MlflowServer",
     "REPO_ROOT",
     "ResolvedModel",
     "SCRATCH",
@@ -39,6 +41,7 @@ __all__ = [
     "run_load_async",
     "serve_url",
     "shutdown",
+    "start_mlflow_server",
     "start_ray",
     "start_serve",
     "wait_until_healthy",

@@ -39,6 +39,20 @@ class MlflowServer:
     def running(self) -> bool:
         return self._proc.poll() is None
 
+    def wait_until_healthy(self, timeout_s: float = 90.0) -> None:
+        """Block until ``/health`` answers OK; stop the server and raise if it exits or times out."""
+        try:
+            wait_for(
+                lambda: self.healthy() or not self.running(), timeout_s, f"mlflow server at {self.url}/health"
+            )
+        except BaseException:
+            self.stop()
+            raise
+        if not self.running():
+            tail = self.log_path.read_text(errors="replace")[-2000:]
+            code = self._proc.returncode
+            raise RuntimeError(f"mlflow server exited with code {code}; end of {self.log_path}:\n{tail}")
+
     def stop(self, timeout_s: float = 15.0) -> int | None:
         """SIGTERM to the server's process group, SIGKILL after ``timeout_s``; returns the exit code."""
         if self._proc.poll() is None:
@@ -66,14 +80,16 @@ def start_mlflow_server(
     artifacts_dir: Path,
     port: int = 5000,
     log_path: Path | None = None,
+    wait: bool = True,
     timeout_s: float = 90.0,
 ) -> MlflowServer:
     """Start ``mlflow server`` on 127.0.0.1 (``port``, or a free one) and wait until ``/health`` says OK.
 
     ``backend_store_uri`` is the tracking and registry database (e.g. ``sqlite:////abs/mlflow.db``);
     the server stores artifacts under ``artifacts_dir`` and serves them to clients over HTTP.
-    Raises :class:`servekit.WaitTimeout` (after stopping the server) if it does not come up,
-    with the end of its log in the message. Use it as a context manager, or call ``stop()``.
+    With ``wait=False`` it returns at once (the server boots in the background, a few seconds);
+    call ``server.wait_until_healthy()`` before using it. If the server exits, the error has the
+    end of its log; on a timeout it is stopped first. Use it as a context manager, or ``stop()`` it.
     """
     artifacts_dir = Path(artifacts_dir).resolve()
     log_path = Path(log_path) if log_path else artifacts_dir.parent / "mlflow-server.log"
@@ -98,16 +114,6 @@ def start_mlflow_server(
             start_new_session=True,
         )
     server = MlflowServer(f"http://127.0.0.1:{chosen}", proc.pid, log_path, proc)
-    try:
-        wait_for(
-            lambda: server.healthy() or not server.running(),
-            timeout_s,
-            f"mlflow server at {server.url}/health",
-        )
-    except BaseException:
-        server.stop()
-        raise
-    if not server.running():
-        tail = log_path.read_text(errors="replace")[-2000:]
-        raise RuntimeError(f"mlflow server exited with code {proc.returncode}; end of {log_path}:\n{tail}")
+    if wait:
+        server.wait_until_healthy(timeout_s)
     return server

@@ -28,3 +28,16 @@ def test_server_starts_answers_and_stops_with_all_its_processes(tmp_path):
 def test_a_server_that_cannot_start_says_why(tmp_path):
     with pytest.raises(RuntimeError, match="mlflow server exited"):
         start_mlflow_server("notascheme://nowhere", tmp_path / "artifacts", port=0, timeout_s=60)
+
+
+def test_start_without_waiting_then_wait(tmp_path):
+    server = start_mlflow_server(
+        f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "artifacts", port=0, wait=False
+    )
+    try:
+        assert server.running()
+        server.wait_until_healthy(timeout_s=90)
+        assert server.healthy()
+    finally:
+        server.stop()
+    assert not server.running() and not server.healthy()
