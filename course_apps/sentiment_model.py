@@ -45,6 +45,15 @@ class Encoder:
         return out
 
 
+def embed(texts: list[str]) -> np.ndarray:
+    """[CLS] vectors of ``texts``, for training and scoring heads offline.
+
+    Lesson 07 calls it in a short-lived process: the encoder's working memory (a few
+    hundred MB on CPU) is returned to the system when that process exits.
+    """
+    return Encoder()(texts).numpy()
+
+
 @torch.inference_mode()
 def head_probabilities(head: dict[str, torch.Tensor], cls: torch.Tensor) -> np.ndarray:
     """BERT's classification head: tanh(pooler(cls)) -> linear -> softmax, one row per text."""
