@@ -22,6 +22,7 @@ from servekit.cluster import (
 from servekit.cpu import ROLES, CpuUse, cpu_by_role
 from servekit.health import AppNotHealthy, wait_until_healthy
 from servekit.load import LoadReport, aiohttp_json_sender, http_json_sender, run_load, run_load_async
+from servekit.mlflow_server import MlflowServer, start_mlflow_server
 from servekit.models import ModelUnavailable, ResolvedModel, resolve_model
 from servekit.modes import MODES, compare_modes, run_in_mode
 from servekit.paths import REPO_ROOT, SCRATCH
@@ -50,6 +51,7 @@ __all__ = [
     "ray_temp_dir",
     "wait_for",
     "LoadReport",
+    "MlflowServer",
     "REPO_ROOT",
     "ResolvedModel",
     "SCRATCH",
@@ -62,6 +64,7 @@ __all__ = [
     "serve_with_uvicorn",
     "UvicornFailed",
     "shutdown",
+    "start_mlflow_server",
     "start_ray",
     "start_serve",
     "use_session_token",

@@ -85,6 +85,9 @@ def _forget(pid: int) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+_NO_PRESTART = {"enable_worker_prestart": False, "prestart_worker_first_driver": False}
+
+
 def quiet_ray_logging() -> None:
     """Keep Ray's and Serve's INFO lines (timestamps, pids) out of cell outputs."""
     logging.getLogger("ray").setLevel(logging.ERROR)
@@ -109,6 +112,7 @@ def start_ray(
     resources: dict[str, float] | None = None,
     dashboard: bool = False,
     object_store_mb: int = 200,
+    prestart_workers: bool = True,
 ):
     """An isolated, quiet local Ray cluster sized for a laptop; returns ``ray.init``'s context.
 
@@ -116,6 +120,10 @@ def start_ray(
     ``num_cpus``/``num_gpus`` make replicas schedule the same on any machine; the
     dashboard, when on, listens on 127.0.0.1 only; worker logs stay in the session's
     log files instead of landing in whichever cell is running.
+
+    ``prestart_workers=False`` stops Ray from starting idle task workers (one per CPU, about
+    100 MB each) when the notebook connects: a lesson that runs only Serve replicas, which
+    get worker processes of their own, saves that memory.
     """
     import ray
 
@@ -141,7 +149,7 @@ def start_ray(
         configure_logging=True,
         _node_ip_address="127.0.0.1",
         _temp_dir=str(temp_dir),
-        _system_config=_QUIET_RETRY_NOTICES,
+        _system_config=_QUIET_RETRY_NOTICES if prestart_workers else {**_QUIET_RETRY_NOTICES, **_NO_PRESTART},
     )
     # What `python -m servekit.cleanup` needs to find this cluster if this process dies without
     # stopping it: the driver, the session folder, and the Ray processes running now.

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import threading
 import time
 from collections import Counter
@@ -38,6 +39,7 @@ class LoadReport:
     concurrency: int
     duration_s: float
     started_s: list[float] = field(default_factory=list)  # when each request started, from t=0
+    indices: list[int] = field(default_factory=list)  # which request (the i passed to send) each row is
     latencies_s: list[float] = field(default_factory=list)
     outcomes: Counter = field(default_factory=Counter)  # HTTP status, "ok", or exception class name
     errors: int = 0
@@ -133,6 +135,7 @@ def run_load(
         end = time.perf_counter()
         with lock:
             report.started_s.append(start - t0)
+            report.indices.append(i)
             report.latencies_s.append(end - start)
             report.outcomes[outcome] += 1
             report.errors += failed
@@ -151,8 +154,14 @@ async def run_load_async(
     concurrency: int,
     progress: bool = True,
     desc: str = "requests",
+    stop: Callable[[], bool] | None = None,
 ) -> LoadReport:
-    """Await ``send(i)`` for i in range(total) with at most ``concurrency`` in flight."""
+    """Await ``send(i)`` for i in range(total) with at most ``concurrency`` in flight.
+
+    ``stop``, if given, is asked before each new request: once it returns True no more
+    requests start (those in flight finish), so a run can last "until something happened"
+    with ``total`` as the cap.
+    """
     if total < 1 or concurrency < 1:
         raise ValueError("total and concurrency must be >= 1")
     report = LoadReport(concurrency=concurrency, duration_s=0.0)
@@ -162,12 +171,15 @@ async def run_load_async(
 
     async def worker() -> None:
         for i in queue:  # workers share one iterator, so each index is sent once
+            if stop is not None and stop():
+                break
             start = time.perf_counter()
             try:
                 outcome, failed = _outcome(await send(i))
             except Exception as exc:
                 outcome, failed = type(exc).__name__, True
             report.started_s.append(start - t0)
+            report.indices.append(i)
             report.latencies_s.append(time.perf_counter() - start)
             report.outcomes[outcome] += 1
             report.errors += failed
@@ -203,12 +215,16 @@ async def aiohttp_json_sender(
     params: dict[str, str] | None = None,
     limit: int = 64,
     timeout_s: float = 120.0,
+    on_json: Callable[[int, Any], None] | None = None,
 ) -> AsyncIterator[Callable[[int], Awaitable[int]]]:
     """A ``send`` for :func:`run_load_async` that POSTs JSON with one ``aiohttp`` session and
     returns the HTTP status; the session (at most ``limit`` connections) closes with the block::
 
         async with servekit.aiohttp_json_sender(url, lambda i: {"text": texts[i % 4]}) as send:
             report = await servekit.run_load_async(send, total=200, concurrency=32)
+
+    ``on_json(i, body)``, if given, gets each answer's decoded JSON body (``None`` if the body
+    is not JSON), e.g. to record which model version answered request ``i``.
     """
     import aiohttp
 
@@ -218,7 +234,13 @@ async def aiohttp_json_sender(
         async def send(i: int) -> int:
             body = payload(i) if callable(payload) else payload
             async with session.post(url, params=params, json=body) as response:
-                await response.read()
+                raw = await response.read()
+                if on_json is not None:
+                    try:
+                        answer = json.loads(raw)
+                    except ValueError:
+                        answer = None
+                    on_json(i, answer)
                 return response.status
 
         yield send

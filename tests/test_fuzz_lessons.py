@@ -93,3 +93,21 @@ def test_lesson05_batching_app_never_answers_5xx(serve_cluster):
     finally:
         serve.delete("fuzz05")
         unload(lesson)
+
+
+def test_lesson07_registry_app_never_answers_5xx(serve_cluster, tmp_path):
+    from lesson07_registry import log_version, make_registry
+    from mlflow import MlflowClient
+
+    from course_apps.sentiment_registry import SentimentAnalyzer
+
+    tracking_uri = make_registry(tmp_path / "registry")
+    MlflowClient().set_registered_model_alias("sentiment", "champion", log_version())
+    env = {"MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    try:  # the lesson's module, deployed as the lesson deploys it (replica env through runtime_env)
+        app = SentimentAnalyzer.options(ray_actor_options={"num_cpus": 1, "runtime_env": {"env_vars": env}})
+        url = deploy(app.bind(), "fuzz07")
+        report = fuzz_http_app(url, good={"text": "I love this course!"}, max_examples=300)
+        print("lesson 07:", report)
+    finally:
+        serve.delete("fuzz07")

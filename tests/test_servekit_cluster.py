@@ -225,3 +225,24 @@ def test_ray_temp_dir_fallback_is_one_folder_per_process_with_a_registry(monkeyp
     assert (first / f"{cleanup.REGISTRY_PREFIX}{os.getpid()}.json").is_file()
     cluster.shutdown()
     assert not first.exists()
+
+
+def test_start_ray_can_skip_prestarted_idle_workers(monkeypatch, tmp_path):
+    import ray
+
+    seen = {}
+
+    def fake_init(**kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("stop before a cluster starts")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", fake_init)
+    monkeypatch.setattr(cluster, "SCRATCH", tmp_path)
+    for prestart, expected in ((True, True), (False, False)):
+        with pytest.raises(RuntimeError, match="stop before"):
+            cluster.start_ray(prestart_workers=prestart)
+        config = seen["_system_config"]
+        assert config.get("enable_worker_prestart", True) is expected
+        assert config.get("prestart_worker_first_driver", True) is expected
+        assert config["enable_output_error_log_if_still_retry"] is False, "the quiet setting stays"

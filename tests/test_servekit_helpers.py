@@ -112,3 +112,17 @@ def test_aiohttp_json_sender_drives_run_load_async(url):
     assert report.total == 20
     assert report.outcomes == {200: 10, 422: 10}
     assert report.errors == 10
+
+
+def test_aiohttp_json_sender_hands_each_answer_to_on_json(url):
+    answers = {}
+
+    async def run():
+        async with servekit.aiohttp_json_sender(
+            url, lambda i: {"text": str(i)}, on_json=lambda i, body: answers.__setitem__(i, body)
+        ) as send:
+            return await servekit.run_load_async(send, total=6, concurrency=2, progress=False)
+
+    report = asyncio.run(run())
+    assert sorted(report.indices) == list(range(6))
+    assert sorted(answers) == list(range(6)) and all(isinstance(body, dict) for body in answers.values())

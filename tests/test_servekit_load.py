@@ -96,3 +96,23 @@ def test_plot_has_latency_and_histogram_panels():
 def test_bad_arguments():
     with pytest.raises(ValueError):
         run_load(lambda i: None, total=0, concurrency=1, progress=False)
+
+
+def test_async_load_stops_starting_requests_once_stop_says_so():
+    sent = []
+
+    async def send(i):
+        sent.append(i)
+        await asyncio.sleep(0.001)
+        return 200
+
+    report = asyncio.run(
+        run_load_async(send, total=1000, concurrency=3, progress=False, stop=lambda: len(sent) >= 10)
+    )
+    assert 10 <= report.total < 1000 and report.total == len(sent)
+    assert sorted(report.indices) == sorted(sent), "each row says which request it was"
+
+
+def test_thread_load_records_which_request_each_row_is():
+    report = run_load(lambda i: 200, total=12, concurrency=3, progress=False)
+    assert sorted(report.indices) == list(range(12))
