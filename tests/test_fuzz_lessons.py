@@ -3,11 +3,16 @@
 Each test builds a lesson's app from the solution notebook's cells tagged ``app-code`` (no copy
 of the code here), deploys it on one live Serve cluster shared by this module, and POSTs a few
 hundred generated bodies to it with hypothesis (tests/http_fuzz.py). To add a lesson: tag the
-cells that define its app, then copy one of these tests (build, ``serve.run``, fuzz, delete).
+cells that define its app, then add a test: ``with lesson_app(notebook, name, build) as url:`` and fuzz it.
 Starts Ray: on a shared machine run it under the lock (``flock /tmp/ray.lock pytest ...``).
 """
 
 from __future__ import annotations
+
+import contextlib
+import types
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from http_fuzz import fuzz_http_app
@@ -25,15 +30,27 @@ def deploy(app, name: str) -> str:
     return url
 
 
-def test_lesson01_sentiment_app_never_answers_5xx(serve_cluster):
-    lesson = load_app("solutions/01_first_deployment.ipynb", "lesson01_app")
+@contextlib.contextmanager
+def lesson_app(notebook: str, name: str, build: Callable[[types.ModuleType], Any]) -> Iterator[str]:
+    """Deploy ``build(module of the notebook's app-code cells)`` as app ``name``; yield its URL; delete it."""
+    lesson = load_app(notebook, f"lesson_{name}")
     try:
-        url = deploy(lesson.SentimentAnalyzer.bind(servekit.resolve_model("sentiment").location), "fuzz01")
-        report = fuzz_http_app(url, good={"text": "I love this course!"}, max_examples=300)
-        print("lesson 01:", report)
+        yield deploy(build(lesson), name)
     finally:
-        serve.delete("fuzz01")
+        serve.delete(name)
         unload(lesson)
+
+
+SENTIMENT = {"text": "I love this course!"}
+
+
+def sentiment_app(lesson: types.ModuleType) -> Any:
+    return lesson.SentimentAnalyzer.bind(servekit.resolve_model("sentiment").location)
+
+
+def test_lesson01_sentiment_app_never_answers_5xx(serve_cluster):
+    with lesson_app("solutions/01_first_deployment.ipynb", "fuzz01", sentiment_app) as url:
+        print("lesson 01:", fuzz_http_app(url, good=SENTIMENT, max_examples=300))
 
 
 def test_lesson02_composition_app_never_answers_5xx(serve_cluster):
@@ -42,57 +59,39 @@ def test_lesson02_composition_app_never_answers_5xx(serve_cluster):
     except ModelUnavailable as exc:
         pytest.skip(str(exc))
     summarization = servekit.resolve_model("summarization")
-    lesson = load_app("solutions/02_composition.ipynb", "lesson02_app")
-    try:
-        app = lesson.TextProcessor.bind(
+
+    def build(lesson: types.ModuleType) -> Any:
+        return lesson.TextProcessor.bind(
             lesson.Summarizer.bind(summarization),
             lesson.Translator.bind(translation),
             engines={"summarizer": summarization.backend, "translator": translation.backend},
         )
-        url = deploy(app, "fuzz02")
+
+    with lesson_app("solutions/02_composition.ipynb", "fuzz02", build) as url:
         good = {"text": "The library opened a new room. It has two hundred seats.", "sentences": 1}
-        report = fuzz_http_app(url, good=good, max_examples=300)
-        print("lesson 02:", report)
-    finally:
-        serve.delete("fuzz02")
-        unload(lesson)
+        print("lesson 02:", fuzz_http_app(url, good=good, max_examples=300))
 
 
 def test_lesson03_worker_app_never_answers_5xx(serve_cluster):
-    lesson = load_app("solutions/03_scaling.ipynb", "lesson03_app")
-    try:
-        # work_ms=0: generated bodies that keep a valid work_ms then sleep at most 1 s, rarely
-        url = deploy(lesson.Worker.options(ray_actor_options={"num_cpus": 0.5}).bind(), "fuzz03")
-        report = fuzz_http_app(url, good={"work_ms": 0}, max_examples=300)
-        print("lesson 03:", report)
-    finally:
-        serve.delete("fuzz03")
-        unload(lesson)
+    # work_ms=0: generated bodies that keep a valid work_ms then sleep at most 1 s, rarely
+    def build(lesson: types.ModuleType) -> Any:
+        return lesson.Worker.options(ray_actor_options={"num_cpus": 0.5}).bind()
+
+    with lesson_app("solutions/03_scaling.ipynb", "fuzz03", build) as url:
+        print("lesson 03:", fuzz_http_app(url, good={"work_ms": 0}, max_examples=300))
 
 
 def test_lesson04_sentiment_app_never_answers_5xx(serve_cluster):
-    lesson = load_app("solutions/04_resources_gpus.ipynb", "lesson04_app")
-    try:
-        model_dir = servekit.resolve_model("sentiment").location
-        url = deploy(lesson.SentimentAnalyzer.bind(model_dir), "fuzz04")  # no GPU here: runs on the CPU
-        report = fuzz_http_app(url, good={"text": "I love this course!"}, max_examples=300)
-        print("lesson 04:", report)
-    finally:
-        serve.delete("fuzz04")
-        unload(lesson)
+    # no GPU here: the replica runs on the CPU
+    with lesson_app("solutions/04_resources_gpus.ipynb", "fuzz04", sentiment_app) as url:
+        print("lesson 04:", fuzz_http_app(url, good=SENTIMENT, max_examples=300))
 
 
 def test_lesson05_batching_app_never_answers_5xx(serve_cluster):
-    lesson = load_app("solutions/05_batching.ipynb", "lesson05_app")
-    try:
-        url = deploy(lesson.SentimentAnalyzer.bind(servekit.resolve_model("sentiment").location), "fuzz05")
-        report = fuzz_http_app(url, good={"text": "I love this course!"}, max_examples=300)
-        print("lesson 05 (batched path):", report)
+    with lesson_app("solutions/05_batching.ipynb", "fuzz05", sentiment_app) as url:
+        print("lesson 05 (batched path):", fuzz_http_app(url, good=SENTIMENT, max_examples=300))
         unbatched = fuzz_http_app(f"{url}?mode=unbatched", good={"text": "Fine."}, max_examples=50)
         print("lesson 05 (unbatched path):", unbatched)
-    finally:
-        serve.delete("fuzz05")
-        unload(lesson)
 
 
 def test_lesson07_registry_app_never_answers_5xx(serve_cluster, tmp_path):
