@@ -2,12 +2,12 @@
 
 import asyncio
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import matplotlib
 import pytest
 
+from conftest import local_http_server
 from servekit.load import LoadReport, http_json_sender, run_load, run_load_async
 
 matplotlib.use("Agg")
@@ -30,12 +30,8 @@ class Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server_url():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
+    with local_http_server(Handler) as url:
+        yield url
 
 
 def test_http_load_counts_requests_statuses_and_errors(server_url):
