@@ -192,3 +192,11 @@ def test_run_in_mode_sends_health_path_and_baseline_to_the_child(monkeypatch):
     assert out == {"baseline": 42, "measured": "m"}
     assert seen["health_path"] == "/docs" and seen["prefix"] == "/bench" and seen["app"] == "the app"
     assert seen["env"]["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
+
+
+def test_lesson06_tags_its_bench_app_and_overhead_measurement():
+    app_code = tagged_code(LESSON06, ["app-code"])
+    assert "class SentimentAPI" in app_code and "BenchOnServe" not in app_code, "tests load app-code only"
+    measure_code = tagged_code(LESSON06, ["measure-code"])
+    assert "class BenchOnServe" in measure_code and "async def measure_overhead(" in measure_code
+    assert "serve.run(" not in measure_code, "measure-code defines; the lesson's own cells deploy"
