@@ -3,16 +3,25 @@
 For each solution notebook: wall time under the same strict nbval run as `make test`, and the
 peak memory (PSS, so shared pages are not counted twice) of its kernel plus every Ray process
 the kernel started. Then the time from a cold start (no model built yet) to the first live
-response in lesson 01, and lesson 05's batching measurement in Serve's default and
-throughput-optimized modes: lesson 05's own cells (tagged app-code, measure-code) run
-here, then its app and its measure() run in a fresh cluster per mode (servekit.modes). Results
-print as a table and go to scratch/bench/results.json.
+response in lesson 01, and two measurements in Serve's default and throughput-optimized
+modes (servekit.modes: a fresh process and cluster per mode), from each lesson's own cells
+(tagged app-code, measure-code):
+- lesson 05, dynamic batching: its app and its measure(), against the offline limit that its
+  offline_speed() measures in the same fresh process just before that process starts its cluster;
+- lesson 06, what Serve costs per request: its bench app and its measure_overhead().
+Each also records how many cores the machine's other processes kept busy meanwhile (on a
+shared machine, the first suspect when two runs disagree). Results print as tables and go to
+scratch/bench/results.json.
 
 Usage:  python scripts/bench.py [solutions/NN_name.ipynb ...]      (or: make bench)
+        python scripts/bench.py --modes-only --rounds 3            (only the two mode comparisons)
+        python scripts/bench.py --nbval-only solutions/06_fastapi_ingress.ipynb   (time and memory)
 """
 
 from __future__ import annotations
 
+import argparse
+import functools
 import json
 import shutil
 import subprocess
@@ -105,50 +114,110 @@ def first_response_s(path: Path) -> float:
     return round(marks[stop] - t0, 1)
 
 
+def others_meanwhile(measure):
+    """``measure``, plus how many cores the machine's other processes kept busy while it ran."""
+    from servekit.cpu import cpu_by_role
+
+    async def measured(handle, url: str) -> dict:
+        with cpu_by_role() as cpu:
+            runs = await measure(handle, url)
+        return {"runs": runs, "others_cores": round(cpu.others_s / cpu.wall_s, 2)}
+
+    return measured
+
+
 def batching_modes(notebook: Path) -> dict:
-    """Lesson 05's offline limit, then its app and measure() in each Serve mode (one run)."""
+    """Lesson 05's app and measure() in each Serve mode, each against the offline limit measured
+    in the same fresh process right before its cluster starts (one round)."""
     from servekit import resolve_model
     from servekit.modes import compare_modes, load_cells
 
     cells = load_cells(notebook, ("measure-code", "app-code"))
     model_dir = resolve_model("sentiment").location
-    offline = cells["offline_speed"](model_dir, cells["texts"])["speed"]  # here, before any cluster
-    limit = max(offline.values())
+    offline = functools.partial(cells["offline_speed"], model_dir, cells["texts"])
     app = cells["SentimentAnalyzer"].bind(model_dir)
-    modes = compare_modes(app, cells["measure"], name="batching", route_prefix="/batching")
-    summary = {"offline_sentences_per_s": {str(k): round(v, 1) for k, v in offline.items()}}
-    for mode, runs in modes.items():
+    modes = compare_modes(
+        app, others_meanwhile(cells["measure"]), name="batching", route_prefix="/batching", baseline=offline
+    )
+    summary = {}
+    for mode, out in modes.items():
+        speed = out["baseline"]["speed"]
+        limit = max(speed.values())
         summary[mode] = {
-            name: {
+            "offline_sentences_per_s": {str(k): round(v, 1) for k, v in speed.items()},
+            "others_cores": out["measured"]["others_cores"],
+        }
+        for name, run in out["measured"]["runs"].items():
+            batches = run["batches"]
+            summary[mode][name] = {
                 "throughput_rps": run["throughput_rps"],
                 "p95_ms": run["p95_ms"],
                 "errors": run["errors"],
                 "of_offline_limit": round(run["throughput_rps"] / limit, 3),
-                "mean_batch": round(sum(run["batches"]) / len(run["batches"]), 1) if run["batches"] else 1,
+                "of_offline_batch_32": round(run["throughput_rps"] / speed[32], 3),
+                "mean_batch": round(sum(batches) / len(batches), 1) if batches else 1,
                 "cpu_ms_per_request": {role: round(ms, 2) for role, ms in run["cpu_ms"].items()},
             }
-            for name, run in runs.items()
-        }
     return summary
 
 
-def print_batching(batching: dict) -> None:
-    print("\nlesson 05, dynamic batching (same model, same 2 cores, one run); CPU ms per request by role:")
+def overhead_modes(notebook: Path) -> dict:
+    """Lesson 06's bench app (a no-op and a model route) and measure_overhead() in each Serve mode."""
+    from servekit.modes import compare_modes, load_cells
+
+    cells = load_cells(notebook)
+    modes = compare_modes(
+        cells["BenchOnServe"].bind(),
+        others_meanwhile(cells["measure_overhead"]),
+        name="bench",
+        route_prefix="/bench",
+        health_path="/docs",
+    )
+    summary = {}
+    for mode, out in modes.items():
+        summary[mode] = {"others_cores": out["others_cores"]}
+        for route, run in out["runs"].items():
+            summary[mode][route] = {
+                "throughput_rps": run["throughput_rps"],
+                "p50_ms": run["p50_ms"],
+                "p95_ms": run["p95_ms"],
+                "errors": run["errors"],
+                "cpu_ms_per_request": {role: round(ms, 2) for role, ms in run["cpu_ms"].items()},
+            }
+    return summary
+
+
+def print_modes(title: str, modes: dict) -> None:
+    print(f"\n{title}; CPU ms per request by role:")
     for mode in ("default", "throughput"):
-        print(f"  {mode} mode")
-        for name, row in batching[mode].items():
-            cpu = "  ".join(f"{role} {ms}" for role, ms in row["cpu_ms_per_request"].items())
+        row = modes[mode]
+        offline = row.get("offline_sentences_per_s")
+        extra = f", offline sentences/s by batch size {offline}" if offline else ""
+        print(f"  {mode} mode (other processes kept {row['others_cores']} cores busy{extra})")
+        for name, run in row.items():
+            if not isinstance(run, dict) or "throughput_rps" not in run:
+                continue
+            cpu = "  ".join(f"{role} {ms}" for role, ms in run["cpu_ms_per_request"].items())
+            share = f" {run['of_offline_limit']:>4.0%} of offline" if "of_offline_limit" in run else ""
+            batch = f"  batch {run['mean_batch']:>4}" if "mean_batch" in run else ""
             print(
-                f"    {name:<17}{row['throughput_rps']:>7} req/s {row['of_offline_limit']:>6.0%} of offline"
-                f"  batch {row['mean_batch']:>4}  p95 {row['p95_ms']:>6} ms  {cpu}"
+                f"    {name:<17}{run['throughput_rps']:>8} req/s{share}{batch}  p95 {run['p95_ms']:>6} ms"
+                f"  errors {run['errors']}  {cpu}"
             )
 
 
 def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("notebooks", nargs="*", help="solution notebooks (default: all)")
+    parser.add_argument("--modes-only", action="store_true", help="only the mode comparisons of 05 and 06")
+    parser.add_argument("--nbval-only", action="store_true", help="only nbval time and peak PSS")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of each mode comparison")
+    args = parser.parse_args(argv)
     become_subreaper()
-    paths = [Path(a).resolve() for a in argv] or sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
+    chosen = [Path(a).resolve() for a in args.notebooks]
+    paths = chosen or sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
     rows = []
-    for p in paths:
+    for p in [] if args.modes_only else paths:
         print(f"nbval {p.name} ...", flush=True)
         rows.append(nbval_run(p))
         print("   ", rows[-1], flush=True)
@@ -161,15 +230,24 @@ def main(argv: list[str]) -> int:
         },
     }
     lesson01 = ROOT / "solutions" / "01_first_deployment.ipynb"
-    if lesson01 in paths or not argv:
+    if args.nbval_only:
+        paths = []
+    if lesson01 in paths and not args.modes_only:
         print("cold start to first response in lesson 01 ...", flush=True)
         results["first_response_cold_s"] = first_response_s(lesson01)
         reap_leftovers()
-    lesson05 = ROOT / "solutions" / "05_batching.ipynb"
-    if lesson05 in paths or not argv:
-        print("lesson 05 in the default and the throughput-optimized mode ...", flush=True)
-        results["batching"] = batching_modes(lesson05)
-        reap_leftovers()
+    comparisons = {
+        "batching": ("05_batching.ipynb", batching_modes),
+        "overhead": ("06_fastapi_ingress.ipynb", overhead_modes),
+    }
+    for key, (name, compare) in comparisons.items():
+        if ROOT / "solutions" / name not in paths:
+            continue
+        results[key] = []
+        for round_ in range(1, args.rounds + 1):
+            print(f"{name} in the default and the throughput-optimized mode, round {round_} ...", flush=True)
+            results[key].append(compare(ROOT / "solutions" / name))
+            reap_leftovers()
     out = ROOT / "scratch" / "bench" / "results.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
@@ -181,8 +259,13 @@ def main(argv: list[str]) -> int:
             "lesson 01, kernel start -> first HTTP response (cold, model built from the wheel): "
             f"{results['first_response_cold_s']} s"
         )
-    if "batching" in results:
-        print_batching(results["batching"])
+    titles = {
+        "batching": "lesson 05, dynamic batching (same model, same 2 cores)",
+        "overhead": "lesson 06, what Serve costs per request (the bench app, HTTP to port 8000)",
+    }
+    for key, title in titles.items():
+        for round_, modes in enumerate(results.get(key, []), 1):
+            print_modes(f"{title}, round {round_}", modes)
     print(f"written to {out.relative_to(ROOT)}")
     return 0
 

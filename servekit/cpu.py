@@ -9,7 +9,9 @@ them kept busy (``cpu.cores``) and what one request cost (``cpu.ms_per_request(n
     print(cpu.cores, cpu.ms_per_request(report.total))
 
 Processes are this one (the client: a notebook kernel is both load generator and handle caller)
-and its descendants, which is every process of a cluster it started with ``ray.init``.
+and its descendants, which is every process of a cluster it started with ``ray.init``. What the
+rest of the machine used meanwhile (other programs, other users) is in ``cpu.others_s``: on a
+shared machine it is the first thing to look at when two runs of the same measurement disagree.
 """
 
 from __future__ import annotations
@@ -36,6 +38,12 @@ def role_of(cmdline: str, is_client: bool = False) -> str:
     return "rest of Ray"
 
 
+def machine_busy_s() -> float:
+    """CPU seconds all cores of the machine spent busy since boot (not idle, not waiting for I/O)."""
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+
 def cpu_seconds(root: psutil.Process | None = None) -> dict[int, tuple[str, float]]:
     """CPU seconds (user + system) used so far by ``root`` (default: this process) and each of
     its descendants, with the role of each, by PID. Processes that end meanwhile are skipped."""
@@ -56,6 +64,7 @@ class CpuUse:
 
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(ROLES, 0.0))
     wall_s: float = 0.0
+    others_s: float = 0.0  # CPU seconds the machine's other processes used meanwhile
 
     @property
     def cores(self) -> dict[str, float]:
@@ -74,10 +83,11 @@ def cpu_by_role(root: psutil.Process | None = None) -> Iterator[CpuUse]:
 
     A process that starts during the block counts in full; one that ends during it is lost.
     """
-    before, start = cpu_seconds(root), time.perf_counter()
+    before, busy, start = cpu_seconds(root), machine_busy_s(), time.perf_counter()
     use = CpuUse()
     yield use
     after = cpu_seconds(root)
     use.wall_s = time.perf_counter() - start
     for pid, (role, seconds) in after.items():
         use.seconds[role] += max(0.0, seconds - before.get(pid, (role, 0.0))[1])
+    use.others_s = max(0.0, machine_busy_s() - busy - sum(use.seconds.values()))

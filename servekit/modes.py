@@ -4,15 +4,18 @@ Serve reads its performance flags (``RAY_SERVE_THROUGHPUT_OPTIMIZED``, ``RAY_SER
 once, when a process imports ``ray.serve``, and every Ray process inherits them from the process
 that started the cluster. A notebook kernel that already imported Serve cannot switch. So
 :func:`run_in_mode` starts a new Python process with the mode's variables in its environment;
-that process starts its own cluster, deploys ``app`` (the lesson's own object, sent with
-cloudpickle), calls ``await measure(handle, url)`` and sends the result back::
+that process starts its own cluster, deploys ``app`` (the lesson's own object, sent with Ray's
+cloudpickle, as ``serve.run`` sends it to replicas), calls ``await measure(handle, url)`` and sends
+the result back::
 
     results = servekit.compare_modes(app, measure, name="batching", route_prefix="/batching")
     results["throughput"]  # whatever measure returned, measured in throughput-optimized mode
 
 Stop your own cluster's app first (``serve.delete``): the child needs the cores and the memory.
 In the child, handles need a running event loop in throughput mode (``.result()`` raises), so
-``measure`` is a coroutine function and uses ``await``.
+``measure`` is a coroutine function and uses ``await``. ``baseline``, if given, runs in the child
+before its cluster starts (e.g. the model's offline speed), so that a ratio compares numbers taken
+minutes apart at most, on a machine whose other load may have changed meanwhile.
 
 From a shell (and in ``make bench``), a notebook's cells tagged ``app-code`` and ``measure-code``
 run in a fresh namespace; the app an expression builds there and their ``measure`` then run in
@@ -20,18 +23,23 @@ each mode, and the results print as JSON::
 
     python -m servekit.modes solutions/05_batching.ipynb --name batching --route-prefix /batching
         --app "SentimentAnalyzer.bind(servekit.resolve_model('sentiment').location)"
+
+A FastAPI app usually answers 404 at its bare route prefix: give a path that answers once the app is
+up (``health_path="/docs"``, CLI ``--health-path /docs``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import copyreg
 import json
 import os
 import pickle
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,6 +54,7 @@ MODES: dict[str, dict[str, str]] = {
 }
 
 Measure = Callable[[Any, str], Awaitable[Any]]
+Baseline = Callable[[], Any]
 
 
 def mode_env(mode: str, run_dir: Path) -> dict[str, str]:
@@ -83,16 +92,26 @@ def run_in_mode(
     route_prefix: str = "/app",
     num_cpus: int = 2,
     timeout_s: float = 300.0,
+    health_path: str = "",
+    baseline: Baseline | None = None,
 ) -> Any:
     """Deploy ``app`` in a fresh process with its own cluster in ``mode`` (a key of :data:`MODES`),
-    run ``await measure(handle, url)`` there and return its result (anything picklable)."""
-    import cloudpickle
+    run ``await measure(handle, url)`` there and return its result (anything picklable).
+
+    The app counts as up once ``url + health_path`` answers below 500. With ``baseline``, the child
+    first calls ``baseline()`` (before its cluster starts) and the result is
+    ``{"baseline": baseline(), "measured": await measure(handle, url)}``.
+    """
+    # Ray's cloudpickle, not the standalone one: once @serve.ingress has run, Ray's copy pickles
+    # the thread lock FastAPI keeps in its app (as a new lock), the standalone copy cannot.
+    from ray import cloudpickle
 
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; one of {sorted(MODES)}")
     with tempfile.TemporaryDirectory(prefix="svk-") as tmp:
         run_dir = Path(tmp)
-        (run_dir / "job.pkl").write_bytes(cloudpickle.dumps((app, measure, name, route_prefix, num_cpus)))
+        job = (app, measure, name, route_prefix, num_cpus, health_path, baseline)
+        (run_dir / "job.pkl").write_bytes(cloudpickle.dumps(job))
         path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
         env = {**os.environ, **mode_env(mode, run_dir), "PYTHONPATH": path}
         with open(run_dir / "child.log", "w") as log:
@@ -117,12 +136,22 @@ def compare_modes(
     return {mode: run_in_mode(mode, app, measure, **options) for mode in modes}
 
 
+def fresh_locks() -> None:
+    """Let pickle send a thread lock as a new, unlocked one (this process only).
+
+    An app unpickled here holds the plain locks FastAPI keeps in it, and ``serve.run`` pickles the
+    app again to ship it to the replica. Ray teaches its cloudpickle the same rule when
+    ``@serve.ingress`` runs, which never happens in this process.
+    """
+    for factory in (threading.Lock, threading.RLock):
+        copyreg.pickle(type(factory()), lambda lock, factory=factory: (factory, ()))
+
+
 def _child(run_dir: Path) -> None:
     """The fresh process: cluster, app, measurement, then everything it started is stopped."""
-    import cloudpickle
     import ray
     import requests
-    from ray import serve
+    from ray import cloudpickle, serve
 
     from servekit.cleanup import become_subreaper, reap_leftovers
     from servekit.cluster import serve_url, start_ray, start_serve
@@ -130,26 +159,33 @@ def _child(run_dir: Path) -> None:
     from servekit.wait import wait_for
 
     become_subreaper()
-    app, measure, name, route_prefix, num_cpus = cloudpickle.loads((run_dir / "job.pkl").read_bytes())
+    fresh_locks()
+    app, measure, name, route_prefix, num_cpus, health_path, baseline = cloudpickle.loads(
+        (run_dir / "job.pkl").read_bytes()
+    )
+    before = baseline() if baseline is not None else None  # alone on the machine, no cluster yet
 
     async def main() -> Any:
         start_serve(access_log=False)
         handle = serve.run(app, name=name, route_prefix=route_prefix)
         url = serve_url(route_prefix)
-        wait_until_healthy(name, url)
+        ready = url + health_path
+        wait_until_healthy(name, ready)
         # HAProxy health-checks a new replica before routing to it, and answers 500 until then.
-        wait_for(lambda: _status(requests, url) in range(200, 500), 60, f"{url} answering")
+        wait_for(lambda: _status(requests, ready) in range(200, 500), 60, f"{ready} answering")
         try:
             return await measure(handle, url)
         finally:
             await serve.shutdown_async()  # in the loop the handles' routers run in (throughput mode)
 
-    start_ray(num_cpus=num_cpus)
+    start_ray(num_cpus=num_cpus, prestart_workers=False)  # only Serve's actors run: no idle task workers
     try:
         result = asyncio.run(main())
     finally:
         ray.shutdown()
         reap_leftovers()
+    if baseline is not None:
+        result = {"baseline": before, "measured": result}
     (run_dir / "result.pkl").write_bytes(pickle.dumps(result))
 
 
@@ -195,13 +231,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default="app")
     parser.add_argument("--route-prefix", default="/app")
     parser.add_argument("--app", default="app", help="an expression for the app, in the cells' namespace")
+    parser.add_argument("--health-path", default="", help="a path under the prefix that answers once up")
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     args = parser.parse_args(argv)
     if args.child:
         _child(Path(args.target))
         return 0
     results = compare_notebook(
-        Path(args.target), args.name, args.route_prefix, app=args.app, modes=args.modes
+        Path(args.target),
+        args.name,
+        args.route_prefix,
+        app=args.app,
+        modes=args.modes,
+        health_path=args.health_path,
     )
     print(json.dumps(results, indent=2, default=str))
     return 0

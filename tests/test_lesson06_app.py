@@ -56,11 +56,13 @@ def handle(lesson):
     # Ray 2.60's local testing mode has no replica context, and @serve.batch asks for one when
     # its queue starts (only to log a warning about max_ongoing_requests): without this stub the
     # /predict route, whose helper is batched, fails with "get_replica_context() may only be
-    # called from within a Ray Serve deployment". Nothing else is replaced.
+    # called from within a Ray Serve deployment". Nothing else is replaced. The follow-ups of
+    # https://github.com/ray-project/ray/pull/48477 (local testing mode) list get_replica_context;
+    # the stub replaces a private method, so a Ray upgrade that renames it fails here, loudly.
+    private = "_warn_if_max_batch_size_exceeds_max_ongoing_requests"
+    assert hasattr(batching._BatchQueue, private), f"Ray renamed {private}: update this stub"
     patch = pytest.MonkeyPatch()
-    patch.setattr(
-        batching._BatchQueue, "_warn_if_max_batch_size_exceeds_max_ongoing_requests", lambda self: None
-    )
+    patch.setattr(batching._BatchQueue, private, lambda self: None)
     app = lesson.SentimentAPI.bind(lesson.SentimentAnalyzer.bind(resolve_model("sentiment").location))
     yield serve.run(app, name="lesson06-unit", _local_testing_mode=True)
     patch.undo()

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import pickle
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 import servekit
 from servekit.cpu import CpuUse, cpu_by_role, role_of
 from servekit.modes import MODES, mode_env, run_in_mode, tagged_code
 
-LESSON05 = Path(__file__).resolve().parents[1] / "solutions" / "05_batching.ipynb"
+ROOT = Path(__file__).resolve().parents[1]
+LESSON05 = ROOT / "solutions" / "05_batching.ipynb"
+LESSON06 = ROOT / "solutions" / "06_fastapi_ingress.ipynb"
 
 
 @pytest.mark.parametrize(
@@ -52,8 +58,6 @@ def test_a_busy_child_counts_in_full_and_the_client_little():
 
 
 def psutil_cpu(pid: int) -> float:
-    import psutil
-
     times = psutil.Process(pid).cpu_times()
     return times.user + times.system
 
@@ -97,3 +101,102 @@ def test_lesson05_tags_its_app_and_measurement_code():
     namespace: dict = {"__name__": "lesson05_under_test"}
     exec(compile(both, str(LESSON05), "exec"), namespace)
     assert len(namespace["texts"]) == 512 and callable(namespace["measure"])
+
+
+def test_others_s_counts_cpu_outside_the_measured_processes():
+    # measure a sleeping child's tree: this process's busy loop is "the rest of the machine"
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(5)"])
+    try:
+        with cpu_by_role(psutil.Process(proc.pid)) as cpu:
+            end = time.process_time() + 0.5
+            while time.process_time() < end:
+                pass
+        assert cpu.others_s >= 0.35, cpu
+        assert sum(cpu.seconds.values()) < 0.2, cpu.seconds
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+FASTAPI_INGRESS = """
+from fastapi import FastAPI
+from ray import serve
+
+api = FastAPI()
+
+
+@api.post("/noop")
+async def noop() -> dict:
+    return {"ok": True}
+
+
+@serve.deployment
+@serve.ingress(api)
+class Bench:
+    pass
+
+
+app = Bench.bind()
+"""
+
+CHILD_REPICKLES = """
+import sys
+from ray import cloudpickle
+
+if sys.argv[2] == "fresh_locks":
+    from servekit.modes import fresh_locks
+
+    fresh_locks()
+app = cloudpickle.loads(open(sys.argv[1], "rb").read())
+cloudpickle.dumps(app)  # what serve.run does with it in run_in_mode's child
+"""
+
+
+def test_a_fastapi_app_travels_to_the_child_and_pickles_again_there(tmp_path):
+    from ray import cloudpickle
+
+    namespace: dict = {"__name__": "lesson_under_test"}
+    exec(FASTAPI_INGRESS, namespace)
+    job = tmp_path / "app.pkl"
+    job.write_bytes(cloudpickle.dumps(namespace["app"]))  # as run_in_mode sends it
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    runs = {
+        how: subprocess.run(
+            [sys.executable, "-c", CHILD_REPICKLES, str(job), how], env=env, capture_output=True
+        )
+        for how in ("as is", "fresh_locks")
+    }
+    assert b"cannot pickle '_thread.lock'" in runs["as is"].stderr, "FastAPI no longer holds a lock?"
+    assert runs["fresh_locks"].returncode == 0, runs["fresh_locks"].stderr.decode()[-2000:]
+
+
+def test_run_in_mode_sends_health_path_and_baseline_to_the_child(monkeypatch):
+    from ray import cloudpickle
+
+    seen = {}
+
+    def fake_child(cmd, env, **kwargs):  # stands in for the child: reads the job, writes a result
+        run_dir = Path(cmd[-1])
+        app, measure, name, prefix, cpus, health_path, baseline = cloudpickle.loads(
+            (run_dir / "job.pkl").read_bytes()
+        )
+        seen.update(app=app, name=name, prefix=prefix, health_path=health_path, env=env)
+        (run_dir / "result.pkl").write_bytes(pickle.dumps({"baseline": baseline(), "measured": "m"}))
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr("servekit.modes.subprocess.run", fake_child)
+    out = run_in_mode(
+        "throughput", "the app", None, name="bench", route_prefix="/bench", health_path="/docs",
+        baseline=lambda: 42,
+    )  # fmt: skip
+    assert out == {"baseline": 42, "measured": "m"}
+    assert seen["health_path"] == "/docs" and seen["prefix"] == "/bench" and seen["app"] == "the app"
+    assert seen["env"]["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
+
+
+def test_lesson06_tags_its_bench_app_and_overhead_measurement():
+    app_code = tagged_code(LESSON06, ["app-code"])
+    assert "class SentimentAPI" in app_code and "BenchOnServe" not in app_code, "tests load app-code only"
+    measure_code = tagged_code(LESSON06, ["measure-code"])
+    assert "class BenchOnServe" in measure_code and "async def measure_overhead(" in measure_code
+    assert "serve.run(" not in measure_code, "measure-code defines; the lesson's own cells deploy"
