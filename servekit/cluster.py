@@ -121,12 +121,13 @@ def start_ray(
     dashboard, when on, listens on 127.0.0.1 only; worker logs stay in the session's
     log files instead of landing in whichever cell is running.
 
-    Ray normally starts idle task workers (one per CPU, about 100 MB each) as soon as the
-    notebook connects, so that a first Ray task starts without waiting for a Python process.
-    The course keeps them off by default (``prestart_workers=False``): replicas get worker
-    processes of their own anyway, lessons 04 and 05 run one Ray task each and wait about a
-    second more for it, and every notebook stays about 0.2 GiB lighter, which a 2 GB Binder
-    needs. ``prestart_workers=True`` gives Ray's own default back.
+    Ray normally starts idle workers (one per CPU, about 100 MB each) as soon as the notebook
+    connects, so that a first task or actor starts without waiting for a Python process. The
+    course keeps them off by default (``prestart_workers=False``). Measured on lessons 01-05
+    it changes no peak: their first replicas take the idle workers over. But a replica with a
+    ``runtime_env`` of its own (lesson 07's ``env_vars``) cannot use them, and they then sit
+    idle all along (about 0.2 GiB); lessons 04 and 05 run one Ray task each, which waits
+    about a second more for its worker. ``prestart_workers=True`` gives Ray's default back.
     """
     import ray
 
