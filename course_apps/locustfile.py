@@ -15,6 +15,9 @@ and an ``{"error": ...}`` message, the contract of every lesson's service; a 5xx
 without that message is a failure. So "0 failures" in Locust's table means the service answered
 good requests correctly *and* refused bad ones correctly. Locust's exit code is 1 when any request
 failed.
+
+Run it with the ``locust`` command (a notebook runs it as a subprocess), never import it into a
+kernel or a Ray driver: importing locust monkey-patches the standard library with gevent.
 """
 
 from __future__ import annotations

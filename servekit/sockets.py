@@ -3,6 +3,14 @@
 Lesson 09 lists its cluster's listening sockets: a socket bound to 127.0.0.1 (or ::1) is
 reachable only from this machine; one bound to 0.0.0.0, ::, or the machine's own address is
 reachable by anyone who can route to the machine (a shared workstation, a Binder node's network).
+
+Measured with Ray 2.60 on Linux: ``_node_ip_address="127.0.0.1"`` / ``--node-ip-address=127.0.0.1``
+alone is rewritten to the machine's address, and GCS, raylet, workers, agents and metrics listen on
+all interfaces or that address. With ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` in the environment of
+every Ray process (the single-machine mode Ray uses on macOS and Windows) the node address stays
+127.0.0.1 and all of them bind loopback; what remains exposed is each Serve replica's
+inter-deployment gRPC server, hard-coded to ``[::]:0`` (token authentication guards it). In that
+mode ``ray start --address=...`` refuses to add a second node.
 """
 
 from __future__ import annotations
