@@ -30,6 +30,11 @@ from servekit.probe import error_text, probe
 from servekit.uvicorn_server import UvicornFailed, serve_with_uvicorn
 from servekit.wait import WaitTimeout, wait_for
 
+# isort: split
+# lesson 09: which sockets a cluster listens on; Prometheus metrics read back (more in servekit.prom)
+from servekit.prom import bucket_delta, histogram_quantile, scrape
+from servekit.sockets import ListeningSocket, exposed, listening_sockets
+
 __all__ = [
     "MODES",
     "ROLES",
@@ -69,4 +74,11 @@ __all__ = [
     "start_serve",
     "use_session_token",
     "wait_until_healthy",
+    # lesson 09
+    "ListeningSocket",
+    "bucket_delta",
+    "exposed",
+    "histogram_quantile",
+    "listening_sockets",
+    "scrape",
 ]
