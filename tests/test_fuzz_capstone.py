@@ -1,0 +1,74 @@
+"""No request body gets a 5xx from the capstone's apps (the starter and the reference solutions).
+
+Each app is built from its notebook's cells tagged ``app-code`` (tests/lesson_code.py), deployed on
+one live Serve cluster with a model logged to a fresh MLflow registry in ``tmp_path``, and fuzzed
+with hypothesis (tests/http_fuzz.py). Starts Ray: run under the lock (``flock /tmp/ray.lock pytest``).
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+import mlflow
+from http_fuzz import fuzz_http_app
+from test_fuzz_lessons import lesson_app
+
+from servekit.contract import embedded_registry
+
+
+def registry_env(tmp_path, model, name: str, artifacts=None, **log_kwargs) -> dict[str, str]:
+    """Log ``model`` as version 1 of ``name`` with alias champion (and the file ``artifacts`` under
+    ``tables/`` in its run); returns the replica's environment."""
+    uri = embedded_registry(tmp_path / name, name)
+    with mlflow.start_run():
+        if artifacts is not None:
+            mlflow.log_artifact(str(artifacts), artifact_path="tables")
+        info = mlflow.sklearn.log_model(
+            model, name="model", pip_requirements=["scikit-learn"], registered_model_name=name, **log_kwargs
+        )
+    mlflow.MlflowClient().set_registered_model_alias(name, "champion", info.registered_model_version)
+    return {"MLFLOW_TRACKING_URI": uri, "MLFLOW_DISABLE_TELEMETRY": "true"}
+
+
+def with_env(deployment, env: dict[str, str]):
+    return deployment.options(ray_actor_options={"num_cpus": 0.5, "runtime_env": {"env_vars": env}})
+
+
+def test_capstone_starter_never_answers_5xx(serve_cluster, tmp_path):
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    iris = load_iris()
+    env = registry_env(tmp_path, LogisticRegression(max_iter=1000).fit(iris.data, iris.target), "starter")
+
+    def build(nb: types.ModuleType) -> Any:
+        return with_env(nb.FlowerClassifier, env).bind("models:/starter@champion")
+
+    with lesson_app("solutions/10_capstone.ipynb", "fuzz10", build) as url:
+        print(
+            "capstone starter:", fuzz_http_app(url, good={"features": [5.1, 3.5, 1.4, 0.2]}, max_examples=300)
+        )
+
+
+def test_healthcare_reference_never_answers_5xx(serve_cluster, tmp_path):
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    data = load_breast_cancer()
+    linear = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)).fit(data.data, data.target)
+    model = CalibratedClassifierCV(FrozenEstimator(linear), method="sigmoid").fit(data.data, data.target)
+    trusted = ["sklearn.calibration._CalibratedClassifier", "sklearn.calibration._SigmoidCalibration"]
+    env = registry_env(tmp_path, model, "diagnostic", skops_trusted_types=trusted)
+
+    def build(nb: types.ModuleType) -> Any:
+        return with_env(nb.DiagnosticSupport, env).bind("models:/diagnostic@champion")
+
+    notebook = "solutions/capstone/healthcare_diagnostics.ipynb"
+    with lesson_app(notebook, "fuzzhc", build) as url:
+        good = {"measurements": {n: float(v) for n, v in zip(data.feature_names, data.data[0], strict=True)}}
+        print("healthcare reference:", fuzz_http_app(url, good=good, max_examples=300))
