@@ -11,6 +11,7 @@ import types
 from typing import Any
 
 import mlflow
+import pytest
 from http_fuzz import fuzz_http_app
 from test_fuzz_lessons import lesson_app
 
@@ -72,3 +73,39 @@ def test_healthcare_reference_never_answers_5xx(serve_cluster, tmp_path):
     with lesson_app(notebook, "fuzzhc", build) as url:
         good = {"measurements": {n: float(v) for n, v in zip(data.feature_names, data.data[0], strict=True)}}
         print("healthcare reference:", fuzz_http_app(url, good=good, max_examples=300))
+
+
+def test_recommendations_reference_never_answers_5xx(serve_cluster, tmp_path):
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from servekit.movielens import MovieLensUnavailable, load_movielens
+
+    try:
+        movielens = load_movielens()
+    except MovieLensUnavailable as exc:
+        pytest.skip(str(exc))
+    ratings, items = movielens["ratings"], movielens["items"]
+
+    def build(nb: types.ModuleType) -> Any:
+        # the notebook's data cell (not app code) defines these; fit_tables reads them
+        nb.N_USERS, nb.N_ITEMS = ratings["user_id"].max() + 1, ratings["item_id"].max() + 1
+        nb.GENRES = sorted({g for gs in items["genres"] for g in gs})
+        tables = nb.fit_tables(ratings, items)
+        users = list(range(1, 60))
+        cands, scores = nb.candidates(tables, users)
+        x = nb.features(tables, users, cands, scores)
+        ranker = LogisticRegression().fit(
+            x, np.arange(len(x)) % 7 == 0
+        )  # any ranker: this test is about input
+        titles = np.array(["a title"] * nb.N_ITEMS)
+        np.savez(tmp_path / "tables.npz", titles=titles, **tables)
+        env = registry_env(tmp_path, ranker, "ranker", artifacts=tmp_path / "tables.npz")
+        replica = {"num_cpus": 0.5, "runtime_env": {"env_vars": env}}
+        ranker_stage = nb.Ranker.options(ray_actor_options=replica).bind("models:/ranker@champion")
+        return nb.Recommender.options(ray_actor_options=replica).bind(ranker_stage, "models:/ranker@champion")
+
+    with lesson_app("solutions/capstone/recommendations.ipynb", "fuzzrec", build) as url:
+        print(
+            "recommendations reference:", fuzz_http_app(url, good={"user_id": 196, "k": 10}, max_examples=300)
+        )
