@@ -109,3 +109,19 @@ def test_recommendations_reference_never_answers_5xx(serve_cluster, tmp_path):
         print(
             "recommendations reference:", fuzz_http_app(url, good={"user_id": 196, "k": 10}, max_examples=300)
         )
+
+
+def test_sentiment_reference_never_answers_5xx(serve_cluster, tmp_path):
+    from lesson07_registry import log_version, make_registry
+
+    uri = make_registry(tmp_path / "registry")
+    mlflow.MlflowClient().set_registered_model_alias("sentiment", "champion", log_version())
+    env = {"MLFLOW_TRACKING_URI": uri, "MLFLOW_DISABLE_TELEMETRY": "true", "HF_HUB_OFFLINE": "1"}
+
+    def build(nb: types.ModuleType) -> Any:
+        options = {"num_cpus": 1, "runtime_env": {"env_vars": env}}
+        return nb.FeedbackSentiment.options(ray_actor_options=options).bind("models:/sentiment@champion")
+
+    with lesson_app("solutions/capstone/sentiment_service.ipynb", "fuzzsent", build) as url:
+        report = fuzz_http_app(url, good={"text": "Great service!"}, max_examples=200)
+        print("sentiment reference:", report)
