@@ -39,3 +39,7 @@ def local_http_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: starts Ray clusters for minutes (e.g. the grader's real runs)")
