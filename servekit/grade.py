@@ -58,7 +58,8 @@ from typing import Any
 
 import psutil
 
-from servekit.cleanup import become_subreaper, describe, find_clusters, kill_processes
+from servekit import cluster as _cluster
+from servekit.cleanup import become_subreaper, describe, find_clusters, kill_processes, remove_stale
 from servekit.paths import REPO_ROOT, SCRATCH
 
 GRADING_DIR = REPO_ROOT / "grading"
@@ -188,6 +189,7 @@ class Live:
     kernel: dict[str, Any]
     workdir: Path
     source: str  # the submission's code cells, joined
+    leftovers: list[str] = field(default_factory=list)  # processes still running after the cleanup
 
     @property
     def scratch(self) -> Path:
@@ -369,10 +371,18 @@ def _new_descendants(before: set[int], exclude: set[int]) -> list[psutil.Process
     return [p for p in procs if p.pid not in before and p.pid not in exclude and _alive(p)]
 
 
-def _submission_processes(before: set[int], exclude: set[int], ray_dir: Path) -> list[psutil.Process]:
+def _fallback_dirs() -> set[Path]:
+    """The kit's ``/tmp/servekit-ray-*`` session folders (used when scratch/ray is too long a path)."""
+    return set(_cluster.FALLBACK_PARENT.glob(f"{_cluster.FALLBACK_PREFIX}*"))
+
+
+def _submission_processes(before: set[int], exclude: set[int], ray_dirs: list[Path]) -> list[psutil.Process]:
+    """What the submission started and still runs: new descendants of this process, and the Ray
+    processes with files open in its session folders (``ray_dirs``), whoever their parent is."""
     procs = {p.pid: p for p in _new_descendants(before, exclude)}
-    if ray_dir.is_dir():
-        for cluster in find_clusters([ray_dir]):
+    ray_dirs = [d for d in ray_dirs if d.is_dir()]
+    if ray_dirs:
+        for cluster in find_clusters(ray_dirs):
             for pid, p in cluster.processes.items():
                 if pid not in exclude and _alive(p):
                     procs.setdefault(pid, p)
@@ -535,12 +545,6 @@ class Limits:
     grace_s: float = 10.0  # for processes to exit after the submission's cleanup
 
 
-def _student_name(path: Path, root: Path | None) -> str:
-    if root is not None and path.parent != root:
-        return path.parent.relative_to(root).parts[0]
-    return path.stem
-
-
 def grade_submission(
     notebook: Path,
     assignment: str,
@@ -608,7 +612,14 @@ def _run_and_check(
 
     become_subreaper()
     results: dict[str, tuple[bool, str, float]] = {}
-    workdir = Path(tempfile.mkdtemp(prefix="servekit-grade-"))
+    # Inside the repository's git-ignored scratch/, so that paths a notebook takes relative to the
+    # repository still work; the notebook's own scratch/ (SERVEKIT_SCRATCH) is fresh.
+    (SCRATCH / "grading").mkdir(parents=True, exist_ok=True)
+    workdir = Path(
+        tempfile.mkdtemp(
+            prefix=f"{re.sub(r'[^A-Za-z0-9_-]', '_', report.student)[:40]}-", dir=SCRATCH / "grading"
+        )
+    )
     scratch = workdir / "scratch"
     scratch.mkdir()
     models = SCRATCH / "models"  # built models are reused (lesson 01's model takes a while to build)
@@ -643,6 +654,11 @@ def _run_and_check(
     protected = [grading_dir, Path(__file__).resolve()]
     hashes = fingerprint(protected)
     before = {p.pid for p in psutil.Process().children(recursive=True)}
+    fallbacks_before = _fallback_dirs()
+
+    def ray_dirs() -> list[Path]:
+        return [scratch / "ray", *sorted(_fallback_dirs() - fallbacks_before)]
+
     log = (workdir / "worker.log").open("w")
     worker = subprocess.Popen(
         [sys.executable, "-m", "servekit.grade", "--worker"],
@@ -655,6 +671,7 @@ def _run_and_check(
         start_new_session=True,
     )
     kernel_pid: int | None = None
+    live: Live | None = None
     finished = False
     exclude = {worker.pid}
     try:
@@ -692,14 +709,16 @@ def _run_and_check(
             results[CLEANUP_CHECK] = (False, "the cleanup cells did not finish in time", 0.0)
         else:
             report.execution = dict(cleaned["state"])
-            results[CLEANUP_CHECK] = _cleanup_check(stop_cells, before, exclude, scratch / "ray", limits, t0)
+            results[CLEANUP_CHECK] = _cleanup_check(stop_cells, before, exclude, ray_dirs(), limits, t0, live)
             with contextlib.suppress(OSError):
                 worker.stdin.write("go\n")
                 worker.stdin.flush()
             finished = channel.wait("done", 30) is not None
         return results
     finally:
-        report.leftovers = _teardown(worker, kernel_pid, before, scratch / "ray", report, finished)
+        stopped = _teardown(worker, kernel_pid, before, ray_dirs(), report, finished)
+        found = live.leftovers if live is not None else []
+        report.leftovers = found + [p for p in stopped if p not in found]
         log.close()
         executed = workdir / "executed.ipynb"
         if executed.exists():  # the student's notebook as it ran (the grader's injected cell is not in it)
@@ -756,20 +775,28 @@ def _run_checks(checks: ModuleType, live: Live, execution: dict, rubric: dict) -
     return results
 
 
-def _cleanup_check(stop_cells, before, exclude, ray_dir: Path, limits: Limits, t0: float):
+def _cleanup_check(stop_cells, before, exclude, ray_dirs: list[Path], limits: Limits, t0: float, live: Live):
     if not stop_cells:
         return (False, "the notebook has no cleanup cells (tag them `cleanup`)", 0.0)
     deadline = time.monotonic() + limits.grace_s
-    left = _submission_processes(before, exclude, ray_dir)
+    left = _submission_processes(before, exclude, ray_dirs)
     while left and time.monotonic() < deadline:
         time.sleep(0.25)
-        left = _submission_processes(before, exclude, ray_dir)
+        left = _submission_processes(before, exclude, ray_dirs)
     if left:
-        names = ", ".join(describe(left)[:12])
+        live.leftovers = describe(left)
+        names = ", ".join(live.leftovers[:12])
         return (
             False,
             f"{len(left)} process(es) still running {limits.grace_s:.0f} s after the cleanup cells "
             f"(the grader stopped them): {names}",
+            time.monotonic() - t0,
+        )
+    registry = _registry_file(live)
+    if registry is not None and registry.exists():
+        return (
+            False,
+            f"its MLflow registry {registry.relative_to(live.workdir)} is still in scratch/ after cleanup",
             time.monotonic() - t0,
         )
     return (
@@ -779,11 +806,22 @@ def _cleanup_check(stop_cells, before, exclude, ray_dir: Path, limits: Limits, t
     )
 
 
+def _registry_file(live: Live) -> Path | None:
+    """The submission's MLflow SQLite file when it lies in its scratch/ folder (the capstone rubric:
+    "no MLflow scratch folder is left"); None otherwise."""
+    uri = live.kernel.get("mlflow_tracking_uri")
+    if not isinstance(uri, str) or not uri.startswith("sqlite:///"):
+        return None
+    path = Path(uri[len("sqlite:///") :])
+    path = (path if uri.startswith("sqlite:////") else live.workdir / path).resolve()
+    return path if path.is_relative_to(live.scratch.resolve()) else None
+
+
 def _teardown(
     worker: subprocess.Popen,
     kernel_pid: int | None,
     before: set[int],
-    ray_dir: Path,
+    ray_dirs: list[Path],
     report: Report,
     finished: bool,
 ) -> list[str]:
@@ -792,15 +830,16 @@ def _teardown(
     with contextlib.suppress(subprocess.TimeoutExpired):
         worker.wait(timeout=10 if finished else 0.1)  # a worker that sent "done" is exiting
     exclude = {worker.pid} | ({kernel_pid} if kernel_pid else set())
-    leftovers = _submission_processes(before, exclude, ray_dir)
+    leftovers = _submission_processes(before, exclude, ray_dirs)
     names = describe(leftovers)
     _kill_group(worker.pid)
     _kill_group(kernel_pid)
-    targets = _submission_processes(before, set(), ray_dir)
+    targets = _submission_processes(before, set(), ray_dirs)
     kill_processes(targets, timeout_s=5)
     with contextlib.suppress(subprocess.TimeoutExpired):
         worker.wait(timeout=5)
-    remaining = _submission_processes(before, set(), ray_dir)
+    remaining = _submission_processes(before, set(), ray_dirs)
+    remove_stale([d for d in ray_dirs if d.name.startswith(_cluster.FALLBACK_PREFIX)])
     if remaining:
         report.teardown_clean = False
         report.execution["not_stopped"] = describe(remaining)

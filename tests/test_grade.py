@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from servekit import grade
-from servekit.paths import REPO_ROOT
+from servekit.paths import REPO_ROOT, SCRATCH
 
 FIXTURES = REPO_ROOT / "tests" / "grading_fixtures"
 CAPSTONE_IDS = [
@@ -233,7 +233,8 @@ def _descendants() -> set[int]:
 
 
 def _grading_dirs() -> set[str]:
-    return {str(p) for p in Path("/tmp").glob("servekit-grade-*")}
+    """The grader's work folders and the kit's /tmp session folders."""
+    return {str(p) for p in [*(SCRATCH / "grading").glob("*"), *Path("/tmp").glob("servekit-ray-*")]}
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ HERE = Path(__file__).resolve().parent
 IMPORTS = """\
 # ruff: noqa: F401 - the variants share these imports; each uses some of them
 import json
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -67,11 +68,13 @@ servekit.wait_until_healthy(CAPSTONE["app"], url)
 print(requests.post(url, json=CAPSTONE["example"], timeout=30).json())"""
 
 MLFLOW = """\
-mlflow.set_tracking_uri("sqlite:///mlflow.db")
+registry = servekit.SCRATCH / "capstone-mlflow"
+registry.mkdir(parents=True, exist_ok=True)
+mlflow.set_tracking_uri(f"sqlite:///{registry / 'mlflow.db'}")
 client = mlflow.MlflowClient()
 client.create_registered_model(CAPSTONE["mlflow_model"])
-Path("model").mkdir(exist_ok=True)
-version = client.create_model_version(CAPSTONE["mlflow_model"], source=str(Path("model").resolve()))
+(registry / "model").mkdir(exist_ok=True)
+version = client.create_model_version(CAPSTONE["mlflow_model"], source=str(registry / "model"))
 print("registered version", version.version)"""
 
 LOADTEST = """\
@@ -84,7 +87,8 @@ print(summary["requests"], summary["errors"])"""
 
 CLEANUP = """\
 serve.shutdown()
-ray.shutdown()"""
+ray.shutdown()
+shutil.rmtree(registry, ignore_errors=True)"""
 
 BASE = [
     (
@@ -144,7 +148,7 @@ VARIANTS = {
     "capstone_leaks": _replace(
         _insert_before(BASE, LOADTEST, ("code", 'helper = subprocess.Popen(["sleep", "600"])')),
         CLEANUP,
-        "serve.shutdown()",
+        "serve.shutdown()\nshutil.rmtree(registry, ignore_errors=True)",
     ),
     # reads the hidden checks: flagged, not run, 0
     "capstone_cheat": _insert_before(
