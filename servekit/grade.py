@@ -409,12 +409,17 @@ class _Channel:
 
     def __init__(self, stream):
         self.messages: queue.Queue = queue.Queue()
+        self.progress: dict = {}  # the last "cell" message: which cell runs, how many ran before it
         threading.Thread(target=self._read, args=(stream,), daemon=True).start()
 
     def _read(self, stream) -> None:
         for line in stream:
             with contextlib.suppress(ValueError):
-                self.messages.put(json.loads(line))
+                msg = json.loads(line)
+                if msg.get("phase") == "cell":
+                    self.progress = msg
+                else:
+                    self.messages.put(msg)
         self.messages.put({"phase": "eof"})
 
     def wait(self, phase: str, timeout_s: float) -> dict | None:
@@ -486,6 +491,7 @@ async def _run_notebook(job: dict, send, wait_for_go) -> None:
             cell = nb.cells[i]
             if cell.cell_type != "code":
                 continue
+            send("cell", index=i, done=state["cells_run"])
             try:
                 await client.async_execute_cell(cell, i)
                 state["cells_run"] += 1
@@ -543,6 +549,7 @@ class Limits:
     startup_timeout_s: int = 120  # the kernel's start
     probe_timeout_s: int = 60
     grace_s: float = 10.0  # for processes to exit after the submission's cleanup
+    kill_margin_s: float = 30.0  # past a limit, before the grader kills a kernel that ignores interrupts
 
 
 def grade_submission(
@@ -689,10 +696,16 @@ def _run_and_check(
         kernel_pid = msg.get("kernel_pid")
         if kernel_pid:
             exclude.add(kernel_pid)
-        live_msg = channel.wait("live", limits.timeout_s + limits.probe_timeout_s + 30)
+        live_msg = channel.wait("live", limits.timeout_s + limits.probe_timeout_s + limits.kill_margin_s)
         if live_msg is None:
             why = f"killed at the whole-notebook limit ({limits.timeout_s} s) without reaching the checks"
-            report.execution = {"ran": True, "killed": why}
+            report.execution = {"ran": True, "killed": why, "cells_run": channel.progress.get("done", 0)}
+            if "index" in channel.progress:
+                report.execution["error"] = {
+                    "cell": channel.progress["index"],
+                    "ename": "Timeout",
+                    "evalue": "still running at the limit; it did not stop when interrupted",
+                }
             results = {c["id"]: (False, why, 0.0) for c in rubric["checks"]}
             return results
         report.execution = dict(live_msg["state"])
@@ -700,7 +713,9 @@ def _run_and_check(
         results.update(_run_checks(checks, live, report.execution, rubric))
         worker.stdin.write("go\n")
         worker.stdin.flush()
-        cleaned = channel.wait("cleaned", limits.cleanup_timeout_s * max(1, len(stop_cells)) + 30)
+        cleaned = channel.wait(
+            "cleaned", limits.cleanup_timeout_s * max(1, len(stop_cells)) + limits.kill_margin_s
+        )
         t0 = time.monotonic()
         if cleaned is None:
             report.execution["killed"] = (
@@ -817,6 +832,16 @@ def _registry_file(live: Live) -> Path | None:
     return path if path.is_relative_to(live.scratch.resolve()) else None
 
 
+def _reap(before: set[int]) -> None:
+    """Collect the exit status of zombies the submission left as this process's children (orphans
+    adopted by the subreaper), by PID, so that none stays in the process table."""
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process().children():
+            if child.pid not in before and child.status() == psutil.STATUS_ZOMBIE:
+                with contextlib.suppress(ChildProcessError, OSError):
+                    os.waitpid(child.pid, os.WNOHANG)
+
+
 def _teardown(
     worker: subprocess.Popen,
     kernel_pid: int | None,
@@ -839,6 +864,7 @@ def _teardown(
     with contextlib.suppress(subprocess.TimeoutExpired):
         worker.wait(timeout=5)
     remaining = _submission_processes(before, set(), ray_dirs)
+    _reap(before)
     remove_stale([d for d in ray_dirs if d.name.startswith(_cluster.FALLBACK_PREFIX)])
     if remaining:
         report.teardown_clean = False

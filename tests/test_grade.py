@@ -225,6 +225,58 @@ def test_find_submissions(tmp_path):
     assert [(s, p.name) for s, p in found] == [("alice", "alice.ipynb"), ("bob", "10_capstone.ipynb")]
 
 
+# ----------------------------------------------------------------------------- a kernel, no Ray
+
+
+def _notebook(path: Path, *cells: str, cleanup: str = "print('bye')") -> Path:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nb.cells.append(nbformat.v4.new_code_cell(cleanup, metadata={"tags": ["cleanup"]}))
+    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    nbformat.write(nb, path)
+    return path
+
+
+def test_kernel_that_ignores_interrupts_is_killed_at_the_limit(tmp_path):
+    """No Ray: a cell that ignores SIGINT cannot be interrupted; the grader kills the kernel at the
+    limit plus its margin, fails every check with that reason, and leaves nothing running."""
+    stuck = _notebook(
+        tmp_path / "stuck.ipynb",
+        "import signal, subprocess, time\nhelper = subprocess.Popen(['sleep', '600'], start_new_session=1)",
+        "signal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    time.sleep(0.1)",
+    )
+    before, dirs = _descendants(), _grading_dirs()
+    limits = grade.Limits(timeout_s=4, probe_timeout_s=2, kill_margin_s=2, grace_s=1)
+    report = grade.grade_submission(stuck, "10", tmp_path / "out", limits)
+    assert report.score == 0 and "killed at the whole-notebook limit (4 s)" in report.checks[-1].reason
+    assert report.execution["error"]["cell"] == 1 and report.execution["cells_run"] == 1
+    assert report.seconds < 60
+    assert any("sleep" in p for p in report.leftovers), report.leftovers
+    assert report.teardown_clean
+    assert _descendants() <= before and _grading_dirs() <= dirs
+
+
+def test_leftover_process_fails_cleanup_check(tmp_path):
+    """No Ray: a process the notebook starts and its cleanup cell does not stop costs the cleanup
+    points; one it stops does not."""
+    before = _descendants()
+    leaky = _notebook(
+        tmp_path / "leaky.ipynb", "import subprocess\nhelper = subprocess.Popen(['sleep', '600'])"
+    )
+    tidy = _notebook(
+        tmp_path / "tidy.ipynb",
+        "import subprocess\nhelper = subprocess.Popen(['sleep', '600'])",
+        cleanup="helper.terminate()\nhelper.wait()",
+    )
+    limits = grade.Limits(timeout_s=30, grace_s=1)
+    results = {}
+    for nb in (leaky, tidy):
+        report = grade.grade_submission(nb, "10", tmp_path / nb.stem, limits)
+        results[nb.stem] = {c.id: c for c in report.checks}[grade.CLEANUP_CHECK]
+    assert not results["leaky"].passed and "sleep" in results["leaky"].reason
+    assert results["tidy"].passed, results["tidy"].reason
+    assert _descendants() <= before
+
+
 # ----------------------------------------------------------------------------- slow: real runs
 
 
