@@ -309,34 +309,45 @@ def cleanup_cells(nb: dict) -> list[int]:
 
 
 _SUSPICIOUS = [
-    (re.compile(r"\bgrading\b", re.I), "names the grading/ folder (hidden checks, rubric)"),
-    (re.compile(r"\bchecks_\d+|\brubric_\d+", re.I), "names a hidden checks or rubric file"),
+    (re.compile(r"\bchecks_\d+", re.I), "names a hidden checks file"),
+    (re.compile(r"\bgrading\s*\.\s*checks|grading[/\\]+checks", re.I), "names the hidden checks"),
     (re.compile(r"servekit\W{1,3}grade\b|\bgrade\.py\b"), "names the grader (servekit.grade)"),
     (re.compile(r"from\s+servekit\s+import\s[^\n]*\bgrade\b"), "imports the grader"),
     (re.compile(r"__grader"), "touches the grader's injected cell"),
 ]
+#: A string that names the grading/ folder, unless it is the public rubric's path.
+_GRADING_PATH = re.compile(r"\bgrading\b(?![/\\]rubric_\d+\.json)", re.I)
 
 
-def _without_comments(source: str) -> str:
-    """Code and strings, no comments: a comment that says 'grading' is not a reference to it."""
+def _code_and_strings(source: str) -> tuple[str, list[str]]:
+    """The cell's code without comments (a comment that says 'checks_10' refers to nothing), and its
+    string literals. Cells that do not tokenize (magics) lose their comments line by line."""
     try:
-        tokens = tokenize.generate_tokens(io.StringIO(source).readline)
-        return " ".join(t.string for t in tokens if t.type != tokenize.COMMENT)
+        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
     except (tokenize.TokenError, IndentationError, SyntaxError):
-        return "\n".join(line.split("#", 1)[0] for line in source.splitlines())
+        code = "\n".join(line.split("#", 1)[0] for line in source.splitlines())
+        return code, [m[1] for m in re.findall(r"""(['"])(.*?)\1""", code)]
+    # An f-string's {expressions} are code, not text: `f"{grading['total']}"` names a variable.
+    strings = [re.sub(r"\{[^{}]*\}", "", t.string) for t in tokens if t.type == tokenize.STRING]
+    return " ".join(t.string for t in tokens if t.type != tokenize.COMMENT), strings
 
 
 def integrity_findings(nb: dict) -> list[str]:
-    """Reasons to flag a submission before running it: its code refers to the checks or the grader."""
+    """Reasons to flag a submission before running it: its code refers to the hidden checks or the
+    grader, or a string in it names the grading/ folder (the rubric, which is public, excepted)."""
     findings = []
     for i, cell in enumerate(nb["cells"]):
         if cell["cell_type"] != "code":
             continue
         src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-        code = _without_comments(src)
+        code, strings = _code_and_strings(src)
         for pattern, why in _SUSPICIOUS:
             if m := pattern.search(code):
                 findings.append(f"cell {i} {why}: `{m.group(0)}`")
+        for text in strings:
+            if _GRADING_PATH.search(text):
+                findings.append(f"cell {i} names the grading/ folder (hidden checks): `{text[:80]}`")
+                break
     return findings
 
 

@@ -117,6 +117,12 @@ def test_integrity_scan():
         return grade.integrity_findings(nbformat.v4.new_notebook(cells=[code(s) for s in sources]))
 
     assert findings("x = 1  # before grading, run all cells") == []
+    assert findings("grading = rubric()  # the public rubric, shown in the capstone notebook") == []
+    assert findings("print(f\"{grading['total']:>3}  total\")") == []
+    assert findings("text = Path('grading/rubric_10.json').read_text()") == []
+    assert findings("x = 1  # see checks_10") == []
+    assert findings("p = REPO_ROOT / 'grading' / 'checks_10.py'")
+    assert findings("import grading.checks_05")
     assert findings("open('grading/checks_10.py').read()")
     assert findings("import servekit.grade as g")
     assert findings("from servekit import cluster, grade")
