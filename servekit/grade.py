@@ -509,7 +509,7 @@ async def _run_notebook(job: dict, send, wait_for_go) -> None:
             except (CellExecutionError, CellTimeoutError, DeadKernelError) as exc:
                 ename = getattr(exc, "ename", type(exc).__name__)
                 evalue = getattr(exc, "evalue", str(exc).splitlines()[0] if str(exc) else "")
-                if ename == "Timeout" and time.monotonic() >= deadline[0] - 1:
+                if ename == "Timeout" and time.monotonic() >= deadline[0] - 2:
                     state["timed_out"] = True
                     evalue = f"the notebook ran past its {job['timeout_s']} s limit in this cell"
                 elif ename == "Timeout":
@@ -523,11 +523,11 @@ async def _run_notebook(job: dict, send, wait_for_go) -> None:
             await client.async_execute_cell(probe, len(nb.cells) - 1)
         except Exception as exc:  # noqa: BLE001 - reported, the checks then fail with this reason
             state["probe_error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
-        for output in probe.outputs:
-            text = output.get("text", "") if output.get("output_type") == "stream" else ""
-            for line in text.splitlines():
-                if line.startswith(job["nonce"]):
-                    probe_result = line[len(job["nonce"]) :][:_MAX_PROBE_CHARS]
+        # A long line may arrive in several stream messages: join them before splitting lines.
+        printed = "".join(o.get("text", "") for o in probe.outputs if o.get("output_type") == "stream")
+        for line in printed.splitlines():
+            if line.startswith(job["nonce"]):
+                probe_result = line[len(job["nonce"]) :][:_MAX_PROBE_CHARS]
         nb.cells.pop()
         send("live", state=state, probe=probe_result)
         wait_for_go()
@@ -710,6 +710,8 @@ def _run_and_check(
         live_msg = channel.wait("live", limits.timeout_s + limits.probe_timeout_s + limits.kill_margin_s)
         if live_msg is None:
             why = f"killed at the whole-notebook limit ({limits.timeout_s} s) without reaching the checks"
+            if worker.poll() is not None:  # the runner itself died (the kernel could not be talked to)
+                why = "the notebook runner stopped before the checks: " + _tail(workdir / "worker.log", 300)
             report.execution = {"ran": True, "killed": why, "cells_run": channel.progress.get("done", 0)}
             if "index" in channel.progress:
                 report.execution["error"] = {
