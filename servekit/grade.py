@@ -813,7 +813,7 @@ def _cleanup_check(stop_cells, before, exclude, ray_dirs: list[Path], limits: Li
         left = _submission_processes(before, exclude, ray_dirs)
     if left:
         live.leftovers = describe(left)
-        names = ", ".join(live.leftovers[:12])
+        names = _count_names(live.leftovers)
         return (
             False,
             f"{len(left)} process(es) still running {limits.grace_s:.0f} s after the cleanup cells "
@@ -832,6 +832,15 @@ def _cleanup_check(stop_cells, before, exclude, ray_dirs: list[Path], limits: Li
         "nothing the notebook started is left running after its cleanup cells",
         time.monotonic() - t0,
     )
+
+
+def _count_names(described: list[str]) -> str:
+    """``["12 raylet", "13 ray::IDLE", "14 ray::IDLE"]`` -> ``"ray::IDLE x2, raylet"``."""
+    counts: dict[str, int] = {}
+    for line in described:
+        name = line.split(" ", 1)[-1]
+        counts[name] = counts.get(name, 0) + 1
+    return ", ".join(f"{n} x{c}" if c > 1 else n for n, c in sorted(counts.items()))
 
 
 def _registry_file(live: Live) -> Path | None:

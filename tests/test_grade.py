@@ -220,6 +220,10 @@ def test_report_markdown_and_gradebook(tmp_path):
     assert rows[0]["student"] == "alice" and rows[0]["a"] == "10" and rows[0]["b"] == "0"
 
 
+def test_count_names():
+    assert grade._count_names(["12 raylet", "13 ray::IDLE", "14 ray::IDLE"]) == "ray::IDLE x2, raylet"
+
+
 def test_find_submissions(tmp_path):
     (tmp_path / "alice.ipynb").write_text("{}")
     (tmp_path / "bob").mkdir()
