@@ -114,6 +114,8 @@ def check_bad_input_4xx(live):
     if "bad_example" not in cap:
         return False, "CAPSTONE['bad_example'] is missing"
     answer = _send(live, cap["bad_example"])
+    if answer.status_code == 404:
+        return False, f"the bad example got HTTP 404: nothing is served at {live.url(route(live))}"
     if not 400 <= answer.status_code < 500:
         return False, f"the bad example got HTTP {answer.status_code}, not a 4xx: {_short(answer.text)}"
     try:
@@ -178,7 +180,7 @@ def registered_versions(uri: str, name: str) -> list[str] | str:
     """The versions of ``name`` in the registry at ``uri``, looked up in a child process (MLflow's
     import and its HTTP retries stay out of the grader), or the error as a string."""
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite://") :]).is_file():
-        return "the SQLite file does not exist"
+        return []  # no registry file yet: nothing was registered
     if not re.match(r"^(sqlite:///|file:|https?://(127\.0\.0\.1|localhost)[:/])", uri):
         return "only a local registry (sqlite, file, http://127.0.0.1) is graded"
     env = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}

@@ -174,7 +174,7 @@ def test_capstone_checks_on_missing_or_odd_data(tmp_path):
     assert "mlflow is not imported" in checks.check_mlflow_registered(live)[1]
     assert checks.resolve_registry_uri("sqlite:///mlflow.db", tmp_path) == f"sqlite:///{tmp_path}/mlflow.db"
     live.kernel["mlflow_tracking_uri"] = "sqlite:///mlflow.db"
-    assert "does not exist" in checks.check_mlflow_registered(live)[1]
+    assert "no registered version" in checks.check_mlflow_registered(live)[1]
     live = FakeLive({"capstone": {"batching": True}}, tmp_path, source="class A:\n    pass")
     assert "no deployment uses @serve.batch" in checks.check_batching(live)[1]
 
