@@ -969,6 +969,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--cell-timeout-s", type=int, default=Limits.cell_timeout_s, help="limit per cell")
     args = ap.parse_args(argv)
+    if not args.submissions.exists():
+        ap.error(f"{args.submissions} does not exist")
     assignment = assignment_id(args.assignment)
     if assignment not in available_assignments():
         ap.error(f"no hidden checks for assignment {assignment} (have: {', '.join(available_assignments())})")

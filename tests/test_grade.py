@@ -142,6 +142,21 @@ def test_flagged_submission_is_not_run(tmp_path):
     assert {p.pid for p in psutil.Process().children(recursive=True)} <= before
 
 
+def test_command_on_a_folder(tmp_path, capsys):
+    """``python -m servekit.grade FOLDER``: a flagged submission is graded without running it."""
+    submissions = tmp_path / "submissions" / "mallory"
+    submissions.mkdir(parents=True)
+    (submissions / "10_capstone.ipynb").write_text((FIXTURES / "capstone_cheat.ipynb").read_text())
+    assert grade.main([str(submissions.parent), "--assignment", "10", "--out", str(tmp_path / "out")]) == 0
+    assert "mallory: 0/100  FLAGGED" in capsys.readouterr().out
+    rows = list(csv.DictReader((tmp_path / "out" / "gradebook.csv").open()))
+    assert rows[0]["student"] == "mallory" and rows[0]["flagged"] == "True"
+    with pytest.raises(SystemExit):
+        grade.main([str(tmp_path / "nothing"), "--assignment", "10"])
+    with pytest.raises(SystemExit):
+        grade.main([str(submissions.parent), "--assignment", "99"])
+
+
 class FakeLive(grade.Live):
     def __init__(self, kernel, workdir, source="", answers=None):
         super().__init__(kernel, workdir, source)
