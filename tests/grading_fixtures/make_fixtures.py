@@ -122,7 +122,7 @@ VARIANTS = {
     "capstone_wrong_answer": _replace(
         BASE,
         'return {"length": await self.lengths(body["text"])}',
-        'return PlainTextResponse(str(await self.lengths(body["text"])))',
+        "return PlainTextResponse(f\"length={await self.lengths(body['text'])}\")",
     ),
     # a cell raises before MLflow and the load test: loses mlflow_registered, loadtest_report,
     # loadtest_error_rate_below_1pct (10 + 15 + 10)
