@@ -376,5 +376,6 @@ def test_lesson01_graded(tmp_path, folder, lost):
         assert "NotImplementedError" in failed["ex1_classify_many"]
         assert "281 characters got HTTP 200" in failed["ex2_tweet_limit"]
         assert "1.0 of 2 CPUs free" in failed["ex2_half_cpu"]
+        assert [e["ename"] for e in report.execution["allowed_errors"]] == ["NotImplementedError"] * 2
     assert report.score == 100 - {"solutions": 0, "notebooks": 45}[folder]
     assert _descendants() <= before and _grading_dirs() <= dirs
