@@ -302,6 +302,23 @@ def test_leftover_process_fails_cleanup_check(tmp_path):
     assert _descendants() <= before
 
 
+def test_tampering_at_run_time_is_flagged(tmp_path):
+    """No Ray: a submission that hides the name and appends to the hidden checks while it runs is
+    caught by the checksums: flagged, 0."""
+    import shutil
+
+    hidden = tmp_path / "hidden"
+    shutil.copytree(REPO_ROOT / "grading", hidden, ignore=shutil.ignore_patterns("__pycache__"))
+    target = f"{hidden}/" + "' + 'checks' + '_10.py"
+    sneaky = _notebook(tmp_path / "sneaky.ipynb", f"open('{target}', 'a').write('\\n# all pass\\n')")
+    assert grade.integrity_findings(nbformat.read(sneaky, as_version=4)) == []
+    report = grade.grade_submission(
+        sneaky, "10", tmp_path / "out", grade.Limits(timeout_s=30), grading_dir=hidden
+    )
+    assert report.flagged and report.score == 0
+    assert any("changed while it ran" in f and "_10.py" in f for f in report.integrity), report.integrity
+
+
 # ----------------------------------------------------------------------------- slow: real runs
 
 
