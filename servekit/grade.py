@@ -12,7 +12,8 @@ SUBMISSIONS is one notebook or a folder with one per student (``alice.ipynb`` or
    timeout and a whole-notebook limit, up to its cleanup cells (the first cell tagged
    ``cleanup``, else the cells after a ``## Cleanup`` heading, else the last code cell when it
    shuts Serve or Ray down); execution stops at the first error, as "Run All" does, except in
-   cells tagged ``raises-exception``;
+   cells tagged ``raises-exception``; cells marked ``# NBVAL_SKIP`` (optional measurements that
+   the course's own tests skip too) are skipped;
 3. runs the hidden checks (``grading/checks_NN.py``) from this process against the live app:
    the HTTP checks here, where the submission cannot patch them; what they need from inside the
    kernel (the ``CAPSTONE`` dict, ``serve.status()``, the Serve port) comes from one injected
@@ -122,6 +123,9 @@ class Report:
                     f"- Cell {err['cell']} stopped the notebook: `{err['ename']}: {err['evalue']}`"
                     " (the cells after it, up to the cleanup cells, did not run)."
                 )
+            if ex.get("skipped"):
+                cells = ", ".join(str(i) for i in ex["skipped"])
+                lines.append(f"- Cells {cells} were skipped: marked `# NBVAL_SKIP` (optional measurements).")
             for err in ex.get("allowed_errors", []):
                 lines.append(
                     f"- Cell {err['cell']} raised `{err['ename']}: {err['evalue']}`"
@@ -506,6 +510,9 @@ async def _run_notebook(job: dict, send, wait_for_go) -> None:
         for i in range(stop):
             cell = nb.cells[i]
             if cell.cell_type != "code":
+                continue
+            if cell.source.lstrip().startswith("# NBVAL_SKIP"):  # an optional, long measurement
+                state.setdefault("skipped", []).append(i)
                 continue
             send("cell", index=i, done=state["cells_run"])
             try:

@@ -282,7 +282,7 @@ def test_kernel_that_ignores_interrupts_is_killed_at_the_limit(tmp_path):
 
 def test_leftover_process_fails_cleanup_check(tmp_path):
     """No Ray: a process the notebook starts and its cleanup cell does not stop costs the cleanup
-    points; one it stops does not."""
+    points; one it stops does not; a cell marked NBVAL_SKIP does not run."""
     before = _descendants()
     leaky = _notebook(
         tmp_path / "leaky.ipynb", "import subprocess\nhelper = subprocess.Popen(['sleep', '600'])"
@@ -290,6 +290,7 @@ def test_leftover_process_fails_cleanup_check(tmp_path):
     tidy = _notebook(
         tmp_path / "tidy.ipynb",
         "import subprocess\nhelper = subprocess.Popen(['sleep', '600'])",
+        "# NBVAL_SKIP\nother = subprocess.Popen(['sleep', '600'])  # optional: the grader skips it",
         cleanup="helper.terminate()\nhelper.wait()",
     )
     limits = grade.Limits(timeout_s=30, grace_s=1)
@@ -299,6 +300,7 @@ def test_leftover_process_fails_cleanup_check(tmp_path):
         results[nb.stem] = {c.id: c for c in report.checks}[grade.CLEANUP_CHECK]
     assert not results["leaky"].passed and "sleep" in results["leaky"].reason
     assert results["tidy"].passed, results["tidy"].reason
+    assert report.execution["skipped"] == [1]
     assert _descendants() <= before
 
 
