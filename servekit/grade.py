@@ -206,8 +206,11 @@ class Live:
 
     @property
     def port(self) -> int:
-        port = self.kernel.get("port")
-        return port if isinstance(port, int) and 0 < port < 65536 else 8000
+        """Serve's HTTP port: from Serve's controller, else from servekit.start_serve, else 8000."""
+        for port in (self.kernel.get("serve_port"), self.kernel.get("port")):
+            if isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536:
+                return port
+        return 8000
 
     def url(self, route: str) -> str:
         route = route if isinstance(route, str) else "/"
@@ -259,6 +262,12 @@ async def __grader_probe():
                     }},
                 }}
             out["serve_apps"] = apps
+            try:  # the proxy's port as Serve's controller has it (a notebook may skip servekit.start_serve)
+                from ray.serve.context import _get_global_client
+                client = _get_global_client(raise_if_no_controller_running=False)
+                out["serve_port"] = client.http_config.port if client else None
+            except Exception as exc:
+                out["serve_port_error"] = repr(exc)
     except Exception as exc:
         out["serve_error"] = repr(exc)
     if "mlflow" in __grader_sys.modules:

@@ -166,6 +166,12 @@ class FakeLive(grade.Live):
         raise OSError("connection refused")
 
 
+def test_live_port(tmp_path):
+    assert grade.Live({"serve_port": 8123, "port": 8000}, tmp_path, "").url("/a") == "http://127.0.0.1:8123/a"
+    assert grade.Live({"serve_port": None, "port": 8001}, tmp_path, "").port == 8001
+    assert grade.Live({"serve_port": "x", "port": True}, tmp_path, "").port == 8000
+
+
 def test_capstone_checks_on_missing_or_odd_data(tmp_path):
     checks = grade.load_checks("10")
     live = FakeLive({"capstone": None, "capstone_type": "NoneType"}, tmp_path)
