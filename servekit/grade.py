@@ -205,14 +205,17 @@ class Live:
         return self.workdir / "scratch"
 
     @property
-    def port(self) -> int:
-        """Serve's HTTP port: from Serve's controller, else from servekit.start_serve, else 8000."""
+    def port(self) -> int | None:
+        """Serve's HTTP port: from Serve's controller, else from servekit.start_serve; None when the
+        kernel knows none (then no request goes out: port 8000 may be someone else's Serve)."""
         for port in (self.kernel.get("serve_port"), self.kernel.get("port")):
             if isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536:
                 return port
-        return 8000
+        return None
 
     def url(self, route: str) -> str:
+        if self.port is None:
+            raise ConnectionError("Serve is not running in the notebook's kernel (no HTTP port)")
         route = route if isinstance(route, str) else "/"
         return f"http://127.0.0.1:{self.port}/{route.lstrip('/')}"
 

@@ -169,7 +169,10 @@ class FakeLive(grade.Live):
 def test_live_port(tmp_path):
     assert grade.Live({"serve_port": 8123, "port": 8000}, tmp_path, "").url("/a") == "http://127.0.0.1:8123/a"
     assert grade.Live({"serve_port": None, "port": 8001}, tmp_path, "").port == 8001
-    assert grade.Live({"serve_port": "x", "port": True}, tmp_path, "").port == 8000
+    nothing = grade.Live({"serve_port": "x", "port": True}, tmp_path, "")
+    assert nothing.port is None
+    with pytest.raises(ConnectionError, match="Serve is not running"):
+        nothing.url("/a")
 
 
 def test_capstone_checks_on_missing_or_odd_data(tmp_path):
