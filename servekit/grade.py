@@ -951,7 +951,8 @@ def grade_folder(
     subs = find_submissions(path, assignment)
     if not subs:
         raise FileNotFoundError(f"no notebooks in {path}")
-    for student, nb in subs:
+    for n, (student, nb) in enumerate(subs, 1):
+        print(f"[{n}/{len(subs)}] grading {student} ({nb.name}) ...", flush=True)
         report = grade_submission(nb, assignment, out / student, limits, student, grading_dir)
         print(
             f"{student}: {report.score}/{report.total}{'  FLAGGED' if report.flagged else ''}"
