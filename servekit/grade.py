@@ -5,10 +5,11 @@
 SUBMISSIONS is one notebook or a folder with one per student (``alice.ipynb`` or
 ``alice/10_capstone.ipynb``). For each submission the grader
 
-1. scans its code for references to the hidden checks or to the grader (``grading/``,
-   ``servekit.grade``); such a submission is not run: it is flagged and scores 0;
-2. copies it into a fresh temporary folder (its own ``scratch/``, so no earlier run's files
-   count) and executes it with nbclient in a fresh kernel, in a worker process, with a per-cell
+1. scans its code for references to the hidden checks or to the grader (``checks_NN``,
+   ``servekit.grade``, a string naming ``grading/`` other than the public rubric's path); such a
+   submission is not run: it is flagged and scores 0;
+2. copies it into a fresh work folder under ``scratch/grading/`` (with its own ``scratch/``, so no
+   earlier run's files count) and executes it with nbclient in a fresh kernel, in a worker process, with a per-cell
    timeout and a whole-notebook limit, up to its cleanup cells (the first cell tagged
    ``cleanup``, else the cells after a ``## Cleanup`` heading, else the last code cell when it
    shuts Serve or Ray down); execution stops at the first error, as "Run All" does, except in
@@ -19,7 +20,8 @@ SUBMISSIONS is one notebook or a folder with one per student (``alice.ipynb`` or
    kernel (the ``CAPSTONE`` dict, ``serve.status()``, the Serve port) comes from one injected
    cell that prints JSON, which is treated as untrusted input;
 4. runs the submission's cleanup cells, then looks for anything the submission started that
-   is still running (the ``cleanup_leaves_nothing`` check), and finally stops every such
+   is still running, or an MLflow registry it kept under its ``scratch/`` (the
+   ``cleanup_leaves_nothing`` check), and finally stops every such
    process by PID (the worker's process group, the kernel's, all their descendants, and the
    Ray cluster found in the submission's session folder), then checks that nothing is left;
 5. writes ``report.json`` and ``report.md`` per submission (and ``gradebook.csv`` for a folder).
