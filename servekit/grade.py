@@ -9,8 +9,8 @@ SUBMISSIONS is one notebook or a folder with one per student (``alice.ipynb`` or
    ``servekit.grade``, a string naming ``grading/`` other than the public rubric's path); such a
    submission is not run: it is flagged and scores 0;
 2. copies it into a fresh work folder under ``scratch/grading/`` (with its own ``scratch/``, so no
-   earlier run's files count) and executes it with nbclient in a fresh kernel, in a worker process, with a per-cell
-   timeout and a whole-notebook limit, up to its cleanup cells (the first cell tagged
+   earlier run's files count) and executes it with nbclient in a fresh kernel, in a worker
+   process, with a per-cell timeout and a whole-notebook limit, up to its cleanup cells (the first cell tagged
    ``cleanup``, else the cells after a ``## Cleanup`` heading, else the last code cell when it
    shuts Serve or Ray down); execution stops at the first error, as "Run All" does, except in
    cells tagged ``raises-exception``; cells marked ``# NBVAL_SKIP`` (optional measurements that
