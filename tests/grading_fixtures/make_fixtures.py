@@ -65,7 +65,7 @@ servekit.start_serve(access_log=False)
 serve.run(TextLength.bind(), name=CAPSTONE["app"], route_prefix=CAPSTONE["route"])
 url = servekit.serve_url(CAPSTONE["route"])
 servekit.wait_until_healthy(CAPSTONE["app"], url)
-print(requests.post(url, json=CAPSTONE["example"], timeout=30).json())"""
+print(requests.post(url, json=CAPSTONE["example"], timeout=30).text)"""
 
 MLFLOW = """\
 registry = servekit.SCRATCH / "capstone-mlflow"
