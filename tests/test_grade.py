@@ -407,3 +407,20 @@ def test_lesson01_graded(tmp_path, folder, lost):
         assert [e["ename"] for e in report.execution["allowed_errors"]] == ["NotImplementedError"] * 2
     assert report.score == 100 - {"solutions": 0, "notebooks": 45}[folder]
     assert _descendants() <= before and _grading_dirs() <= dirs
+
+
+CAPSTONE_REFERENCES = sorted(
+    [*(REPO_ROOT / "solutions").glob("10_*.ipynb"), *(REPO_ROOT / "solutions" / "capstone").glob("*.ipynb")]
+)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CAPSTONE_REFERENCES, reason="no capstone reference solutions in solutions/")
+@pytest.mark.parametrize("path", CAPSTONE_REFERENCES, ids=lambda p: p.name)
+def test_capstone_references_score_full_marks(tmp_path, path):
+    """Each capstone reference solution (about 40-60 s each on 2 cores) gets every point."""
+    before, dirs = _descendants(), _grading_dirs()
+    report = grade.grade_submission(path, "10", tmp_path)
+    assert report.score == 100, {c.id: c.reason for c in report.checks if not c.passed}
+    assert not report.flagged and report.teardown_clean
+    assert _descendants() <= before and _grading_dirs() <= dirs
