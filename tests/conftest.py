@@ -39,3 +39,11 @@ def local_http_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+# The grader's test submissions (tests/test_grade.py): nbval must not run them, some fail on purpose.
+collect_ignore_glob = ["grading_fixtures/*"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: starts Ray clusters for minutes (e.g. the grader's real runs)")

@@ -1,0 +1,426 @@
+"""The grader (servekit/grade.py) and the hidden checks (grading/).
+
+Fast tests need no Ray. The ``slow`` ones grade real submissions, each in a fresh kernel with its
+own Ray cluster (about 3 minutes for the capstone fixtures, 2 for lesson 01's two copies on
+2 cores); run them under the shared lock: ``flock /tmp/ray.lock pytest tests/test_grade.py``.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import json
+import re
+from pathlib import Path
+
+import nbformat
+import psutil
+import pytest
+
+from servekit import grade
+from servekit.paths import REPO_ROOT, SCRATCH
+
+FIXTURES = REPO_ROOT / "tests" / "grading_fixtures"
+CAPSTONE_IDS = [
+    "app_running", "example_answered", "bad_input_4xx", "batching", "mlflow_registered",
+    "loadtest_report", "loadtest_error_rate_below_1pct", "cleanup_leaves_nothing",
+]  # fmt: skip
+
+# What each broken fixture must lose, and a word its reason must contain.
+EXPECTED = {
+    "capstone_ok": {},
+    "capstone_wrong_answer": {"example_answered": "not JSON"},
+    "capstone_crash": {
+        "mlflow_registered": "no registered version",
+        "loadtest_report": "no load-test report",
+        "loadtest_error_rate_below_1pct": "no load-test report",
+    },
+    "capstone_app_down": {
+        "app_running": "no application 'lengths'",
+        "example_answered": "404",
+        "bad_input_4xx": "404",
+    },
+    "capstone_no_batching": {"batching": "is False"},
+    "capstone_infinite_loop": {
+        "loadtest_report": "no load-test report",
+        "loadtest_error_rate_below_1pct": "no load-test report",
+    },
+    "capstone_leaks": {"cleanup_leaves_nothing": "sleep"},
+}
+LOOP_LIMIT_S = 45
+
+
+# ----------------------------------------------------------------------------- fast: no Ray
+
+
+def test_fixtures_match_their_generator():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_fixtures", FIXTURES / "make_fixtures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for name, text in module.rendered().items():
+        assert (FIXTURES / name).read_text() == text, f"run tests/grading_fixtures/make_fixtures.py ({name})"
+    assert set(EXPECTED) | {"capstone_cheat"} == {Path(n).stem for n in module.rendered()}
+
+
+@pytest.mark.parametrize("assignment", grade.available_assignments())
+def test_rubric_and_checks_agree(assignment):
+    rubric = grade.load_rubric(assignment)
+    checks = grade.load_checks(assignment)
+    assert rubric["total"] == 100 and int(rubric["assignment"]) == int(assignment)
+    for item in rubric["checks"]:
+        if item["id"] != grade.CLEANUP_CHECK:
+            assert callable(getattr(checks, f"check_{item['id']}", None)), item["id"]
+    assert grade.CLEANUP_CHECK in {c["id"] for c in rubric["checks"]}
+    code = grade.probe_code(checks, "NONCE")
+    compile(code, "probe", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+
+
+def test_assignments_and_capstone_contract():
+    assert {"01", "05", "10"} <= set(grade.available_assignments())
+    assert [c["id"] for c in grade.load_rubric("10")["checks"]] == CAPSTONE_IDS
+    assert grade.assignment_id("1") == "01" and grade.assignment_id("10") == "10"
+    with pytest.raises(ValueError):
+        grade.assignment_id("../x")
+
+
+@pytest.mark.parametrize(
+    "path", sorted((REPO_ROOT / "solutions").glob("[0-9][0-9]_*.ipynb")), ids=lambda p: p.name
+)
+def test_lessons_have_cleanup_cells_and_are_not_flagged(path):
+    for nb_path in (path, REPO_ROOT / "notebooks" / path.name):
+        nb = nbformat.read(nb_path, as_version=4)
+        cells = grade.cleanup_cells(nb)
+        assert cells, f"{nb_path.name}: the grader finds no cleanup cells"
+        assert "ray.shutdown()" in nb.cells[cells[-1]].source
+        assert grade.integrity_findings(nb) == [], nb_path.name
+
+
+def test_cleanup_cells_rules():
+    code = nbformat.v4.new_code_cell
+    md = nbformat.v4.new_markdown_cell
+    tagged = code("serve.shutdown()", metadata={"tags": ["cleanup"]})
+    nb = nbformat.v4.new_notebook(cells=[code("a"), tagged, code("ray.shutdown()")])
+    assert grade.cleanup_cells(nb) == [1, 2]
+    nb = nbformat.v4.new_notebook(cells=[code("a"), md("## Cleanup\n\ntext"), code("x"), code("y")])
+    assert grade.cleanup_cells(nb) == [2, 3]
+    nb = nbformat.v4.new_notebook(cells=[code("a"), code("serve.shutdown()\nray.shutdown()")])
+    assert grade.cleanup_cells(nb) == [1]
+    assert grade.cleanup_cells(nbformat.v4.new_notebook(cells=[code("a")])) == []
+
+
+def test_integrity_scan():
+    code = nbformat.v4.new_code_cell
+
+    def findings(*sources):
+        return grade.integrity_findings(nbformat.v4.new_notebook(cells=[code(s) for s in sources]))
+
+    assert findings("x = 1  # before grading, run all cells") == []
+    assert findings("grading = rubric()  # the public rubric, shown in the capstone notebook") == []
+    assert findings("print(f\"{grading['total']:>3}  total\")") == []
+    assert findings("text = Path('grading/rubric_10.json').read_text()") == []
+    assert findings("x = 1  # see checks_10") == []
+    assert findings("p = REPO_ROOT / 'grading' / 'checks_10.py'")
+    assert findings("import grading.checks_05")
+    assert findings("open('grading/checks_10.py').read()")
+    assert findings("import servekit.grade as g")
+    assert findings("from servekit import cluster, grade")
+    assert findings("__grader_probe = None")
+    assert findings("p = REPO_ROOT / 'grad' 'ing'") == []  # obfuscation is out of reach: documented
+    nb = nbformat.read(FIXTURES / "capstone_cheat.ipynb", as_version=4)
+    assert any("checks_10" in f for f in grade.integrity_findings(nb))
+
+
+def test_flagged_submission_is_not_run(tmp_path):
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    report = grade.grade_submission(FIXTURES / "capstone_cheat.ipynb", "10", tmp_path)
+    assert report.flagged and report.score == 0 and not report.execution["ran"]
+    assert all(not c.passed and "flagged" in c.reason for c in report.checks)
+    assert "FLAGGED" in (tmp_path / "report.md").read_text()
+    assert json.loads((tmp_path / "report.json").read_text())["flagged"] is True
+    assert {p.pid for p in psutil.Process().children(recursive=True)} <= before
+
+
+def test_command_on_a_folder(tmp_path, capsys):
+    """``python -m servekit.grade FOLDER``: a flagged submission is graded without running it."""
+    submissions = tmp_path / "submissions" / "mallory"
+    submissions.mkdir(parents=True)
+    (submissions / "10_capstone.ipynb").write_text((FIXTURES / "capstone_cheat.ipynb").read_text())
+    assert grade.main([str(submissions.parent), "--assignment", "10", "--out", str(tmp_path / "out")]) == 0
+    assert "mallory: 0/100  FLAGGED" in capsys.readouterr().out
+    rows = list(csv.DictReader((tmp_path / "out" / "gradebook.csv").open()))
+    assert rows[0]["student"] == "mallory" and rows[0]["flagged"] == "True"
+    with pytest.raises(SystemExit):
+        grade.main([str(tmp_path / "nothing"), "--assignment", "10"])
+    with pytest.raises(SystemExit):
+        grade.main([str(submissions.parent), "--assignment", "99"])
+
+
+class FakeLive(grade.Live):
+    def __init__(self, kernel, workdir, source="", answers=None):
+        super().__init__(kernel, workdir, source)
+        self.answers = answers or {}
+
+    def post(self, route, body=None, raw=None, **kwargs):
+        raise OSError("connection refused")
+
+
+def test_live_port(tmp_path):
+    assert grade.Live({"serve_port": 8123, "port": 8000}, tmp_path, "").url("/a") == "http://127.0.0.1:8123/a"
+    assert grade.Live({"serve_port": None, "port": 8001}, tmp_path, "").port == 8001
+    nothing = grade.Live({"serve_port": "x", "port": True}, tmp_path, "")
+    assert nothing.port is None
+    with pytest.raises(ConnectionError, match="Serve is not running"):
+        nothing.url("/a")
+
+
+def test_capstone_checks_on_missing_or_odd_data(tmp_path):
+    checks = grade.load_checks("10")
+    live = FakeLive({"capstone": None, "capstone_type": "NoneType"}, tmp_path)
+    passed, reason = checks.check_app_running(live)
+    assert not passed and "no CAPSTONE dict" in reason
+    live = FakeLive({"capstone": {"app": "../etc", "route": "/x"}}, tmp_path)
+    assert "must be an app name" in checks.check_loadtest_report(live)[1]
+    live = FakeLive({"capstone": {"app": "a", "route": "/a", "example": {}}, "serve_apps": {}}, tmp_path)
+    assert "no application 'a'" in checks.check_app_running(live)[1]
+    assert "did not answer over HTTP" in checks.check_example_answered(live)[1]
+    folder = tmp_path / "scratch" / "capstone" / "a"
+    folder.mkdir(parents=True)
+    (folder / "loadtest.json").write_text(json.dumps({"requests": 10, "errors": 1, "error_rate": True}))
+    assert "lacks throughput_rps" in checks.check_loadtest_report(live)[1]
+    figures = {"requests": 100, "errors": 2, "error_rate": 0.02, "throughput_rps": 5, "p50_ms": 1}
+    (folder / "loadtest.json").write_text(json.dumps(figures | {"p95_ms": 2, "p99_ms": 3}))
+    assert checks.check_loadtest_report(live)[0]
+    passed, reason = checks.check_loadtest_error_rate_below_1pct(live)
+    assert not passed and "0.02" in reason
+    live = FakeLive({"capstone": {"app": "a", "route": "/a", "mlflow_model": "m"}}, tmp_path)
+    assert "mlflow is not imported" in checks.check_mlflow_registered(live)[1]
+    assert checks.resolve_registry_uri("sqlite:///mlflow.db", tmp_path) == f"sqlite:///{tmp_path}/mlflow.db"
+    live.kernel["mlflow_tracking_uri"] = "sqlite:///mlflow.db"
+    assert "no registered version" in checks.check_mlflow_registered(live)[1]
+    live = FakeLive({"capstone": {"batching": True}}, tmp_path, source="class A:\n    pass")
+    assert "no deployment uses @serve.batch" in checks.check_batching(live)[1]
+
+
+def _exercise_function(path: Path, name: str):
+    """Define the notebook's exercise function ``name`` (its cell, as written there)."""
+    nb = nbformat.read(path, as_version=4)
+    source = next(c.source for c in nb.cells if c.cell_type == "code" and f"def {name}(" in c.source)
+    namespace: dict = {}
+    exec(compile(source, str(path), "exec"), namespace)  # noqa: S102 - the course's own notebook
+    return namespace[name]
+
+
+@pytest.mark.parametrize(("folder", "passes"), [("solutions", True), ("notebooks", False)])
+def test_lesson05_exercise_check(tmp_path, folder, passes):
+    """The hidden check of lesson 05's exercise, fed with what the probe would print for each copy."""
+    checks = grade.load_checks("05")
+    pick_config = _exercise_function(REPO_ROOT / folder / "05_batching.ipynb", "pick_config")
+    answers = []
+    for budget in checks.HIDDEN_BUDGETS:
+        try:
+            answers.append({"value": pick_config([dict(r) for r in checks.HIDDEN_ROWS], budget)})
+        except Exception as exc:
+            answers.append({"error": f"{type(exc).__name__}: {exc}"})
+    passed, reason = checks.check_ex_pick_config(FakeLive({"pick_config": answers}, tmp_path))
+    assert passed is passes, reason
+    assert passes or "NotImplementedError" in reason
+
+
+def test_report_markdown_and_gradebook(tmp_path):
+    checks = [grade.CheckResult("a", 10, 10, True, "fine | ok"), grade.CheckResult("b", 0, 5, False, "broke")]
+    report = grade.Report("alice", "alice.ipynb", "10", "Capstone", score=10, total=15, checks=checks)
+    report.execution = {
+        "ran": True,
+        "cells_run": 3,
+        "error": {"cell": 4, "ename": "KeyError", "evalue": "'x'"},
+    }
+    text = report.to_markdown()
+    assert "**Score: 10 / 15**" in text and "Cell 4 stopped the notebook: `KeyError: 'x'`" in text
+    assert "fine \\| ok" in text
+    grade.write_gradebook([report], tmp_path / "gradebook.csv")
+    rows = list(csv.DictReader((tmp_path / "gradebook.csv").open()))
+    assert rows[0]["student"] == "alice" and rows[0]["a"] == "10" and rows[0]["b"] == "0"
+
+
+def test_count_names():
+    assert grade._count_names(["12 raylet", "13 ray::IDLE", "14 ray::IDLE"]) == "ray::IDLE x2, raylet"
+
+
+def test_find_submissions(tmp_path):
+    (tmp_path / "alice.ipynb").write_text("{}")
+    (tmp_path / "bob").mkdir()
+    (tmp_path / "bob" / "10_capstone.ipynb").write_text("{}")
+    (tmp_path / "bob" / "scratchpad.ipynb").write_text("{}")
+    (tmp_path / ".ipynb_checkpoints").mkdir()
+    (tmp_path / ".ipynb_checkpoints" / "x.ipynb").write_text("{}")
+    found = grade.find_submissions(tmp_path, "10")
+    assert [(s, p.name) for s, p in found] == [("alice", "alice.ipynb"), ("bob", "10_capstone.ipynb")]
+
+
+# ----------------------------------------------------------------------------- a kernel, no Ray
+
+
+def _notebook(path: Path, *cells: str, cleanup: str = "print('bye')") -> Path:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nb.cells.append(nbformat.v4.new_code_cell(cleanup, metadata={"tags": ["cleanup"]}))
+    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    nbformat.write(nb, path)
+    return path
+
+
+def test_kernel_that_ignores_interrupts_is_killed_at_the_limit(tmp_path):
+    """No Ray: a cell that ignores SIGINT cannot be interrupted; the grader kills the kernel at the
+    limit plus its margin, fails every check with that reason, and leaves nothing running."""
+    stuck = _notebook(
+        tmp_path / "stuck.ipynb",
+        "import signal, subprocess, time\nhelper = subprocess.Popen(['sleep', '600'], start_new_session=1)",
+        "signal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    time.sleep(0.1)",
+    )
+    before, dirs = _descendants(), _grading_dirs()
+    limits = grade.Limits(timeout_s=4, probe_timeout_s=2, kill_margin_s=2, grace_s=1)
+    report = grade.grade_submission(stuck, "10", tmp_path / "out", limits)
+    assert report.score == 0 and "killed at the whole-notebook limit (4 s)" in report.checks[-1].reason
+    assert report.execution["error"]["cell"] == 1 and report.execution["cells_run"] == 1
+    assert report.seconds < 60
+    assert any("sleep" in p for p in report.leftovers), report.leftovers
+    assert report.teardown_clean
+    assert _descendants() <= before and _grading_dirs() <= dirs
+
+
+def test_leftover_process_fails_cleanup_check(tmp_path):
+    """No Ray: a process the notebook starts and its cleanup cell does not stop costs the cleanup
+    points; one it stops does not; a cell marked NBVAL_SKIP does not run."""
+    before = _descendants()
+    leaky = _notebook(
+        tmp_path / "leaky.ipynb", "import subprocess\nhelper = subprocess.Popen(['sleep', '600'])"
+    )
+    tidy = _notebook(
+        tmp_path / "tidy.ipynb",
+        "import subprocess\nhelper = subprocess.Popen(['sleep', '600'])",
+        "# NBVAL_SKIP\nother = subprocess.Popen(['sleep', '600'])  # optional: the grader skips it",
+        cleanup="helper.terminate()\nhelper.wait()",
+    )
+    limits = grade.Limits(timeout_s=30, grace_s=1)
+    results = {}
+    for nb in (leaky, tidy):
+        report = grade.grade_submission(nb, "10", tmp_path / nb.stem, limits)
+        results[nb.stem] = {c.id: c for c in report.checks}[grade.CLEANUP_CHECK]
+    assert not results["leaky"].passed and "sleep" in results["leaky"].reason
+    assert results["tidy"].passed, results["tidy"].reason
+    assert report.execution["skipped"] == [1]
+    assert _descendants() <= before
+
+
+def test_tampering_at_run_time_is_flagged(tmp_path):
+    """No Ray: a submission that hides the name and appends to the hidden checks while it runs is
+    caught by the checksums: flagged, 0."""
+    import shutil
+
+    hidden = tmp_path / "hidden"
+    shutil.copytree(REPO_ROOT / "grading", hidden, ignore=shutil.ignore_patterns("__pycache__"))
+    target = f"{hidden}/" + "' + 'checks' + '_10.py"
+    sneaky = _notebook(tmp_path / "sneaky.ipynb", f"open('{target}', 'a').write('\\n# all pass\\n')")
+    assert grade.integrity_findings(nbformat.read(sneaky, as_version=4)) == []
+    report = grade.grade_submission(
+        sneaky, "10", tmp_path / "out", grade.Limits(timeout_s=30), grading_dir=hidden
+    )
+    assert report.flagged and report.score == 0
+    assert any("changed while it ran" in f and "_10.py" in f for f in report.integrity), report.integrity
+
+
+# ----------------------------------------------------------------------------- slow: real runs
+
+
+def _descendants() -> set[int]:
+    return {p.pid for p in psutil.Process().children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE}
+
+
+def _grading_dirs() -> set[str]:
+    """The grader's work folders and the kit's /tmp session folders."""
+    return {str(p) for p in [*(SCRATCH / "grading").glob("*"), *Path("/tmp").glob("servekit-ray-*")]}
+
+
+@pytest.fixture(scope="module")
+def capstone_reports(tmp_path_factory):
+    """Grade the fixture folder once (the whole-notebook limit small, for the infinite loop)."""
+    out = tmp_path_factory.mktemp("capstone-grades")
+    before, dirs = _descendants(), _grading_dirs()
+    limits = grade.Limits(timeout_s=LOOP_LIMIT_S, cell_timeout_s=LOOP_LIMIT_S, grace_s=8)
+    reports = {r.student: r for r in grade.grade_folder(FIXTURES, "10", out, limits)}
+    assert _descendants() <= before, "a grading run left processes behind"
+    assert _grading_dirs() <= dirs, "a grading run left its work folder behind"
+    return out, reports
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_capstone_fixture_scores(capstone_reports, name):
+    out, reports = capstone_reports
+    report = reports[name]
+    lost = EXPECTED[name]
+    failed = {c.id: c.reason for c in report.checks if not c.passed}
+    assert set(failed) == set(lost), failed
+    for check, word in lost.items():
+        assert word in failed[check], (check, failed[check])
+    points = {c["id"]: c["points"] for c in grade.load_rubric("10")["checks"]}
+    assert report.score == 100 - sum(points[c] for c in lost)
+    assert not report.flagged and report.teardown_clean, report.execution
+    assert (out / name / "report.md").exists() and (out / name / "executed.ipynb").exists()
+
+
+@pytest.mark.slow
+def test_capstone_details(capstone_reports):
+    out, reports = capstone_reports
+    assert reports["capstone_cheat"].flagged and reports["capstone_cheat"].score == 0
+    crash = reports["capstone_crash"].execution["error"]
+    assert crash["ename"] == "KeyError"
+    loop = reports["capstone_infinite_loop"]
+    assert loop.execution.get("timed_out") and f"{LOOP_LIMIT_S} s limit" in loop.execution["error"]["evalue"]
+    assert loop.seconds < LOOP_LIMIT_S + 60, "the loop stopped at the limit, then checks and cleanup ran"
+    assert any("sleep" in p for p in reports["capstone_leaks"].leftovers)
+    assert any(re.search(r"raylet|gcs_server", p) for p in reports["capstone_leaks"].leftovers)
+    rows = {r["student"]: r for r in csv.DictReader((out / "gradebook.csv").open())}
+    assert rows["capstone_ok"]["score"] == "100" and rows["capstone_cheat"]["flagged"] == "True"
+    executed = nbformat.read(out / "capstone_ok" / "executed.ipynb", as_version=4)
+    assert not any("__grader" in c.source for c in executed.cells), "the hidden probe is not handed back"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("folder", "lost"),
+    [
+        ("solutions", set()),
+        ("notebooks", {"ex1_classify_many", "ex2_tweet_limit", "ex2_half_cpu"}),
+    ],
+)
+def test_lesson01_graded(tmp_path, folder, lost):
+    before, dirs = _descendants(), _grading_dirs()
+    report = grade.grade_submission(REPO_ROOT / folder / "01_first_deployment.ipynb", "01", tmp_path)
+    failed = {c.id: c.reason for c in report.checks if not c.passed}
+    assert set(failed) == lost, failed
+    if lost:
+        assert "NotImplementedError" in failed["ex1_classify_many"]
+        assert "281 characters got HTTP 200" in failed["ex2_tweet_limit"]
+        assert "1.0 of 2 CPUs free" in failed["ex2_half_cpu"]
+        assert [e["ename"] for e in report.execution["allowed_errors"]] == ["NotImplementedError"] * 2
+    assert report.score == 100 - {"solutions": 0, "notebooks": 45}[folder]
+    assert _descendants() <= before and _grading_dirs() <= dirs
+
+
+CAPSTONE_REFERENCES = sorted(
+    [*(REPO_ROOT / "solutions").glob("10_*.ipynb"), *(REPO_ROOT / "solutions" / "capstone").glob("*.ipynb")]
+)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CAPSTONE_REFERENCES, reason="no capstone reference solutions in solutions/")
+@pytest.mark.parametrize("path", CAPSTONE_REFERENCES, ids=lambda p: p.name)
+def test_capstone_references_score_full_marks(tmp_path, path):
+    """Each capstone reference solution (about 40-60 s each on 2 cores) gets every point."""
+    before, dirs = _descendants(), _grading_dirs()
+    report = grade.grade_submission(path, "10", tmp_path)
+    assert report.score == 100, {c.id: c.reason for c in report.checks if not c.passed}
+    assert not report.flagged and report.teardown_clean
+    assert _descendants() <= before and _grading_dirs() <= dirs
