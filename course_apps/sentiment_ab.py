@@ -105,21 +105,25 @@ class Head:
 
 
 def download_head(model_name: str, version: str) -> dict:
-    """The head tensors (0.6 MB) of registered ``model_name`` version ``version``, not its encoder."""
+    """The head's arrays (0.6 MB) of registered ``model_name`` version ``version``, not its encoder."""
     import mlflow
-    from safetensors.torch import load_file
+    from mlflow.models import Model
+    from safetensors.numpy import load_file
 
     with tempfile.TemporaryDirectory() as folder:  # the version's files: MLmodel, code, head
-        mlflow.artifacts.download_artifacts(f"models:/{model_name}/{version}", dst_path=folder)
-        return load_file(next(Path(folder).rglob("head.safetensors")))
+        local = mlflow.artifacts.download_artifacts(f"models:/{model_name}/{version}", dst_path=folder)
+        artifacts = Model.load(local).flavors["python_function"]["artifacts"]  # logged as {"head": file}
+        return load_file(Path(local) / artifacts["head"]["path"])
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 1}, max_ongoing_requests=16)
+@serve.deployment(ray_actor_options={"num_cpus": 0.75}, max_ongoing_requests=16)
 class SentimentVersions:
-    def __init__(self, model_name: str = "sentiment"):
-        from course_apps.sentiment_model import Encoder
+    def __init__(self, model_name: str = "sentiment", encoder: bool = True):
+        self.model_name, self.encoder = model_name, None
+        if encoder:  # the 88 MB encoder, once per replica; without it the replica only holds heads
+            from course_apps.sentiment_model import Encoder
 
-        self.model_name, self.encoder = model_name, Encoder()  # the 88 MB encoder: once per replica
+            self.encoder = Encoder()
         self.loaded: list[str] = []  # versions held, least recently used first (as Serve's cache)
         self.evicted: list[str] = []
         self.replica = serve.get_replica_context().replica_id.unique_id
@@ -132,8 +136,12 @@ class SentimentVersions:
     @serve.multiplexed(max_num_models_per_replica=MAX_MODELS)
     async def get_head(self, version: str) -> Head:
         """Serve calls this on a miss, after evicting the least recently used head if full."""
-        tensors = await asyncio.to_thread(download_head, self.model_name, version)
-        return Head(version, tensors, self._unloaded)
+        arrays = await asyncio.to_thread(download_head, self.model_name, version)
+        if self.encoder is not None:
+            import torch
+
+            arrays = {name: torch.from_numpy(a) for name, a in arrays.items()}
+        return Head(version, arrays, self._unloaded)
 
     async def registered(self, version: str) -> bool:
         if version in self.loaded:
@@ -156,10 +164,9 @@ class SentimentVersions:
         version = serve.get_multiplexed_model_id()
         if not await self.registered(version):  # checked first: a miss evicts a head before loading
             return {"error": f"no registered version {version[:20]!r} of model {self.model_name!r}"}
-        head = await self.get_head(version)
-        if version in self.loaded:
-            self.loaded.remove(version)
-        self.loaded.append(version)  # most recently used last, as in Serve's cache
+        if self.encoder is None:
+            return {"error": "this replica holds heads only: it has no encoder to classify a text"}
+        head = await self._use(version)
         probs = head_probabilities(head.tensors, self.encoder([text]))[0]
         return {
             "label": LABELS[int(probs.argmax())],
@@ -168,6 +175,21 @@ class SentimentVersions:
             "model_version": int(version),
             "replica": self.replica,
         }
+
+    async def _use(self, version: str) -> Head:
+        head = await self.get_head(version)  # a hit does not suspend: no request slips in between
+        if version in self.loaded:
+            self.loaded.remove(version)
+        self.loaded.append(version)  # most recently used last, as in Serve's cache
+        return head
+
+    async def hold(self) -> dict:
+        """Make sure this replica holds the request's version (a cache hit or a load); its cache()."""
+        version = serve.get_multiplexed_model_id()
+        if not await self.registered(version):
+            return {"error": f"no registered version {version[:20]!r} of model {self.model_name!r}"}
+        await self._use(version)
+        return self.cache()
 
     def cache(self) -> dict:
         """Which replica this is, the heads it holds (least recently used first), those it evicted."""
@@ -256,3 +278,5 @@ class VariantRouter:
 
 
 app = VariantRouter.bind(SentimentVersions.bind())
+# Heads only, no encoder (about a fifth of the memory): lesson 08 watches Serve route among two of these.
+heads_app = SentimentVersions.options(ray_actor_options={"num_cpus": 0.25}).bind(encoder=False)

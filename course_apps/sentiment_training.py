@@ -2,11 +2,16 @@
 
 Lesson 07 writes these steps out in its cells and explains them (a linear head on the pretrained
 pooler, logged as a model from code whose one artifact is the head, about a megabyte a version).
-Later lessons that need a registry with several versions call them from here.
+Later lessons that need a registry with several versions call them from here: lesson 08 runs
+``register_versions`` in a short-lived process, so that the encoder it loads (to embed the
+training tweets, and inside ``log_model`` to check the input example) never sits in the kernel.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 from importlib import metadata
 from pathlib import Path
 
@@ -18,7 +23,7 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
 import course_apps.sentiment_model as sentiment_model
-from course_apps.sentiment_model import LABELS
+from course_apps.sentiment_model import LABELS, embed
 from servekit.paths import DATA
 
 SHIPPED_HEAD = DATA / "models" / "sentiment-head" / "head.safetensors"  # scripts/train_sentiment_head.py
@@ -71,3 +76,30 @@ def log_head_version(head_file: Path, params: dict, run_name: str, name: str = "
             registered_model_name=name,
         )
     return int(info.registered_model_version)
+
+
+def register_versions(
+    tracking_uri: str, experiment_id: str, texts: list[str], labels: list[int], plan: dict, folder: str
+) -> dict[str, int]:
+    """Embed ``texts``, then log and register one version per ``plan`` entry, in plan order.
+
+    ``plan`` maps a name to ``(l2, n, params)``: a linear head trained on the first ``n`` of
+    ``texts``/``labels`` with L2 penalty ``l2``, or, for ``l2=None``, the shipped head. Heads are
+    written under ``folder``; MLflow's messages are kept out of the caller's output. Returns
+    {name: registered version number}.
+    """
+    from safetensors.torch import save_file
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_experiment(experiment_id=experiment_id)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    x, y = torch.from_numpy(embed(texts)), torch.tensor(labels)
+    versions = {}
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        for name, (l2, n, params) in plan.items():
+            head_file = SHIPPED_HEAD if l2 is None else Path(folder) / name / "head.safetensors"
+            if l2 is not None:
+                head_file.parent.mkdir(parents=True, exist_ok=True)
+                save_file(train_linear_head(x[:n], y[:n], l2=l2), str(head_file))
+            versions[name] = log_head_version(head_file, params, run_name=f"sentiment-{name}")
+    return versions
