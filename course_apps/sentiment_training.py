@@ -5,6 +5,7 @@ pooler, logged as a model from code whose one artifact is the head, about a mega
 Later lessons that need a registry with several versions call them from here: lesson 08 runs
 ``register_versions`` in a short-lived process, so that the encoder it loads (to embed the
 training tweets, and inside ``log_model`` to check the input example) never sits in the kernel.
+Importing this module does not import torch either: a kernel that only submits the job stays small.
 """
 
 from __future__ import annotations
@@ -14,17 +15,19 @@ import io
 import logging
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlflow
-import numpy as np
-import pandas as pd
-import torch
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
-import course_apps.sentiment_model as sentiment_model
-from course_apps.sentiment_model import LABELS, embed
 from servekit.paths import DATA
+from servekit.tweets import LABELS  # the model's labels, in the same order
+
+if TYPE_CHECKING:
+    import torch
+
+MODEL_CODE = Path(__file__).with_name("sentiment_model.py")  # the model from code every version stores
 
 SHIPPED_HEAD = DATA / "models" / "sentiment-head" / "head.safetensors"  # scripts/train_sentiment_head.py
 OUTPUTS = [ColSpec("string", "label"), ColSpec("double", "score")] + [ColSpec("double", x) for x in LABELS]
@@ -43,6 +46,9 @@ def pretrained_pooler() -> dict[str, torch.Tensor]:
 
 def train_linear_head(x: torch.Tensor, y: torch.Tensor, l2: float) -> dict[str, torch.Tensor]:
     """Class-balanced logistic regression on the pretrained pooler's output of [CLS] vectors ``x``."""
+    import numpy as np
+    import torch
+
     pooler = pretrained_pooler()
     pooled = torch.tanh(x @ pooler["bert.pooler.dense.weight"].T + pooler["bert.pooler.dense.bias"])
     torch.manual_seed(0)
@@ -63,12 +69,14 @@ def train_linear_head(x: torch.Tensor, y: torch.Tensor, l2: float) -> dict[str, 
 
 def log_head_version(head_file: Path, params: dict, run_name: str, name: str = "sentiment") -> int:
     """Log ``head_file`` as a new registered version of ``name`` (model from code); returns its number."""
+    import pandas as pd
+
     requirements = [f"{p}=={metadata.version(p).split('+')[0]}" for p in PACKAGES]
     with mlflow.start_run(run_name=run_name):
         mlflow.log_params(params)
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=str(Path(sentiment_model.__file__)),
+            python_model=str(MODEL_CODE),
             artifacts={"head": str(head_file)},
             signature=SIGNATURE,
             input_example=pd.DataFrame({"text": ["I love this course!"]}),
@@ -88,7 +96,10 @@ def register_versions(
     written under ``folder``; MLflow's messages are kept out of the caller's output. Returns
     {name: registered version number}.
     """
+    import torch
     from safetensors.torch import save_file
+
+    from course_apps.sentiment_model import embed
 
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment(experiment_id=experiment_id)
