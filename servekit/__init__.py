@@ -27,6 +27,7 @@ from servekit.models import ModelUnavailable, ResolvedModel, resolve_model
 from servekit.modes import MODES, compare_modes, run_in_mode
 from servekit.paths import REPO_ROOT, SCRATCH
 from servekit.probe import error_text, probe
+from servekit.rollout import deploy_config, replica_ids, wait_for_async
 from servekit.uvicorn_server import UvicornFailed, serve_with_uvicorn
 from servekit.wait import WaitTimeout, wait_for
 
@@ -74,6 +75,10 @@ __all__ = [
     "start_serve",
     "use_session_token",
     "wait_until_healthy",
+    # lesson 08
+    "deploy_config",
+    "replica_ids",
+    "wait_for_async",
     # lesson 09
     "ListeningSocket",
     "bucket_delta",
