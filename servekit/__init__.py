@@ -27,6 +27,8 @@ from servekit.models import ModelUnavailable, ResolvedModel, resolve_model
 from servekit.modes import MODES, compare_modes, run_in_mode
 from servekit.paths import REPO_ROOT, SCRATCH
 from servekit.probe import error_text, probe
+from servekit.ray_cluster import LocalCluster, start_cluster
+from servekit.retry import RetryingSender, with_retries
 from servekit.rollout import deploy_config, replica_ids, wait_for_async
 from servekit.uvicorn_server import UvicornFailed, serve_with_uvicorn
 from servekit.wait import WaitTimeout, wait_for
@@ -86,4 +88,8 @@ __all__ = [
     "histogram_quantile",
     "listening_sockets",
     "scrape",
+    "LocalCluster",
+    "RetryingSender",
+    "start_cluster",
+    "with_retries",
 ]

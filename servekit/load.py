@@ -216,6 +216,7 @@ async def aiohttp_json_sender(
     limit: int = 64,
     timeout_s: float = 120.0,
     on_json: Callable[[int, Any], None] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> AsyncIterator[Callable[[int], Awaitable[int]]]:
     """A ``send`` for :func:`run_load_async` that POSTs JSON with one ``aiohttp`` session and
     returns the HTTP status; the session (at most ``limit`` connections) closes with the block::
@@ -224,12 +225,14 @@ async def aiohttp_json_sender(
             report = await servekit.run_load_async(send, total=200, concurrency=32)
 
     ``on_json(i, body)``, if given, gets each answer's decoded JSON body (``None`` if the body
-    is not JSON), e.g. to record which model version answered request ``i``.
+    is not JSON), e.g. to record which model version answered request ``i``. ``headers`` go with
+    every request (e.g. an API key).
     """
     import aiohttp
 
     timeout = aiohttp.ClientTimeout(total=timeout_s)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit), timeout=timeout) as session:
+    connector = aiohttp.TCPConnector(limit=limit)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers) as session:
 
         async def send(i: int) -> int:
             body = payload(i) if callable(payload) else payload

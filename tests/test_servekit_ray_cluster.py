@@ -1,0 +1,77 @@
+"""servekit.ray_cluster on a real two-node cluster: `ray start` processes, token auth, the serve CLI,
+cleanup's registry, and stopping nodes by process group and PID. Starts Ray: on a shared machine
+run it under the lock (``flock /tmp/ray.lock pytest tests/test_servekit_ray_cluster.py``)."""
+
+from __future__ import annotations
+
+import os
+
+import psutil
+import pytest
+import requests
+
+from servekit import cleanup
+from servekit.ray_cluster import FAST_NODE_FAILURE, start_cluster
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A head node (1 CPU) for this module; stopped (and the environment restored) even if a test fails."""
+    saved = dict(os.environ)
+    c = start_cluster(num_cpus=1, extra_env=FAST_NODE_FAILURE)
+    try:
+        yield c
+    finally:
+        c.stop()
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def test_head_is_up_with_token_auth_on_loopback_dashboard(cluster):
+    assert os.environ["RAY_AUTH_MODE"] == "token" and os.environ["RAY_AUTH_TOKEN"] == cluster.token
+    api = f"{cluster.dashboard_url}/api/serve/applications/"
+    assert requests.get(api, timeout=10).status_code == 401
+    assert requests.get(api, headers={"Authorization": "Bearer wrong"}, timeout=10).status_code in (401, 403)
+    assert requests.get(api, headers={"Authorization": f"Bearer {cluster.token}"}, timeout=10).ok
+    assert cluster.dashboard_url.startswith("http://127.0.0.1:")
+    assert "ray_" in requests.get(cluster.metrics_url(), timeout=10).text  # the fixed metrics port answers
+
+
+def test_serve_cli_authenticates_with_the_cluster_environment(cluster):
+    out = cluster.serve("status")
+    assert "applications: {}" in out
+    bare = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}  # the token alone is not sent
+    import subprocess
+
+    from servekit.ray_cluster import _bin
+
+    refused = subprocess.run([_bin("serve"), "status"], env=bare, capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0
+
+
+def test_a_worker_node_joins_is_registered_and_stops_by_pid(cluster):
+    worker = cluster.add_node("worker", num_cpus=1, resources={"node2": 1})
+    alive = cluster.alive_nodes()
+    assert len(alive) == 2
+    assert any(n["resources_total"].get("node2") == 1 for n in alive)
+    found = {pid for c in cleanup.find_clusters([cluster.temp_dir]) for pid in c.processes}
+    worker_pids = {p.pid for p in worker.processes()}
+    assert worker_pids and worker_pids <= found, "cleanup finds the worker node's processes"
+    assert cluster.registry is not None and cluster.registry.exists()
+    cluster.stop_node("worker")
+    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" for pid in worker_pids)
+    assert len(cluster.wait_for_nodes(1, timeout_s=30)) == 1  # the GCS declared it dead (fast detection)
+
+
+def test_stop_leaves_no_process():
+    saved = dict(os.environ)
+    c = start_cluster(num_cpus=1)
+    try:
+        pids = set(c.pids())
+        assert len(pids) > 3
+    finally:
+        c.stop()
+        os.environ.clear()
+        os.environ.update(saved)
+    left = [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
+    assert not left and not c.registry.exists()
