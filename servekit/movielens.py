@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from servekit.paths import SCRATCH
+from servekit.paths import REPO_ROOT
 
 WHEEL_NAME = "recbole-1.2.1-py3-none-any.whl"
 MEMBER = "recbole/dataset_example/ml-100k/ml-100k.{table}"
@@ -26,8 +26,10 @@ class MovieLensUnavailable(FileNotFoundError):
 
 
 def find_wheel(folder: Path | None = None) -> Path:
-    """The RecBole wheel in ``folder`` (default ``scratch/wheels``); says how to get it if missing."""
-    path = Path(folder or SCRATCH / "wheels") / WHEEL_NAME
+    """The RecBole wheel in ``folder`` (default the checkout's ``scratch/wheels``, where
+    ``make setup`` puts it, even when ``SERVEKIT_SCRATCH`` moves a run's scratch elsewhere, as the
+    grader does); says how to get it if missing."""
+    path = Path(folder or REPO_ROOT / "scratch" / "wheels") / WHEEL_NAME
     if not path.is_file():
         raise MovieLensUnavailable(
             f"{path} is missing. Download it (it is not installed: RecBole pins an old Ray) with\n"
