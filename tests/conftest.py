@@ -41,8 +41,10 @@ def local_http_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
         server.server_close()
 
 
-# The grader's test submissions (tests/test_grade.py): nbval must not run them, some fail on purpose.
-collect_ignore_glob = ["grading_fixtures/*"]
+# The grader's test submissions (tests/test_grade.py) and the nbval canary (tests/test_nbval_canary.py):
+# nbval must not run them, they fail on purpose. This list replaces the root conftest's for tests/
+# (pytest takes collect_ignore_glob from the nearest conftest), so the canary is named here too.
+collect_ignore_glob = ["grading_fixtures/*", "canary/*"]
 
 
 def pytest_configure(config: pytest.Config) -> None:

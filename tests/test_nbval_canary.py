@@ -26,3 +26,13 @@ def test_canary_sanitized_cell_passes_and_unmatchable_cell_fails():
     assert re.search(r"^FAILED tests/canary/canary\.ipynb::Cell 1\b", out, re.M), out[
         -3000:
     ]  # random, must differ
+
+
+def test_make_test_does_not_collect_notebooks_that_fail_on_purpose():
+    # make test collects notebooks, solutions and tests; the canary and the grader's broken submissions
+    # must stay out of that run (a conftest's collect_ignore_glob can shadow another's).
+    cmd = [sys.executable, "-m", "pytest", "--collect-only", "-q", "notebooks", "solutions", "tests"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300).stdout
+    assert "::Cell 0" in out, out[-3000:]  # notebooks are collected at all
+    for part in ("tests/canary/", "grading_fixtures/"):
+        assert part not in out, [line for line in out.splitlines() if part in line][:5]
