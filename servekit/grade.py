@@ -160,7 +160,7 @@ class Report:
 def assignment_id(value: str) -> str:
     """``"1"``, ``"01"`` -> ``"01"``; ``"10"`` -> ``"10"``."""
     if not value.isdigit():
-        raise ValueError(f"an assignment is a lesson number like 01, 05 or 10, not {value!r}")
+        raise ValueError(f"an assignment is a lesson number like 01 or 10, not {value!r}")
     return f"{int(value):02d}"
 
 
