@@ -239,9 +239,11 @@ def test_start_ray_can_skip_prestarted_idle_workers(monkeypatch, tmp_path):
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", fake_init)
     monkeypatch.setattr(cluster, "SCRATCH", tmp_path)
-    for prestart, expected in ((True, True), (False, False)):
+    # None: the default, which prestarts nothing (issue 12: <= 1.5 GiB per notebook).
+    for prestart, expected in ((None, False), (True, True), (False, False)):
+        options = {} if prestart is None else {"prestart_workers": prestart}
         with pytest.raises(RuntimeError, match="stop before"):
-            cluster.start_ray(prestart_workers=prestart)
+            cluster.start_ray(**options)
         config = seen["_system_config"]
         assert config.get("enable_worker_prestart", True) is expected
         assert config.get("prestart_worker_first_driver", True) is expected
