@@ -6,8 +6,8 @@ the kernel started. Then the time from a cold start (no model built yet) to the 
 response in lesson 01, and two measurements in Serve's default and throughput-optimized
 modes (servekit.modes: a fresh process and cluster per mode), from each lesson's own cells
 (tagged app-code, measure-code):
-- lesson 05, dynamic batching: its app and its measure(), against the offline limit that its
-  offline_speed() measures in the same fresh process just before that process starts its cluster;
+- lesson 05, dynamic batching: its app and its measure_cpu(), against the offline limit that its
+  offline_limit() measures in the same fresh process just before that process starts its cluster;
 - lesson 06, what Serve costs per request: its bench app and its measure_overhead().
 Each also records how many cores the machine's other processes kept busy meanwhile (on a
 shared machine, the first suspect when two runs disagree). Results print as tables and go to
@@ -21,7 +21,6 @@ Usage:  python scripts/bench.py [solutions/NN_name.ipynb ...]      (or: make ben
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import shutil
 import subprocess
@@ -127,17 +126,19 @@ def others_meanwhile(measure):
 
 
 def batching_modes(notebook: Path) -> dict:
-    """Lesson 05's app and measure() in each Serve mode, each against the offline limit measured
-    in the same fresh process right before its cluster starts (one round)."""
+    """Lesson 05's app and measure_cpu() in each Serve mode, each against the offline limit that the
+    lesson's offline_limit() measures in the same fresh process right before its cluster starts."""
     from servekit import resolve_model
     from servekit.modes import compare_modes, load_cells
 
     cells = load_cells(notebook, ("measure-code", "app-code"))
-    model_dir = resolve_model("sentiment").location
-    offline = functools.partial(cells["offline_speed"], model_dir, cells["texts"])
-    app = cells["SentimentAnalyzer"].bind(model_dir)
+    app = cells["SentimentAnalyzer"].bind(resolve_model("sentiment").location)
     modes = compare_modes(
-        app, others_meanwhile(cells["measure"]), name="batching", route_prefix="/batching", baseline=offline
+        app,
+        others_meanwhile(cells["measure_cpu"]),
+        name="batching",
+        route_prefix="/batching",
+        baseline=cells["offline_limit"],
     )
     summary = {}
     for mode, out in modes.items():
@@ -149,6 +150,7 @@ def batching_modes(notebook: Path) -> dict:
         }
         for name, run in out["measured"]["runs"].items():
             batches = run["batches"]
+            cpu_ms = run["watched"].ms_per_request(run["requests"])
             summary[mode][name] = {
                 "throughput_rps": run["throughput_rps"],
                 "p95_ms": run["p95_ms"],
@@ -156,7 +158,7 @@ def batching_modes(notebook: Path) -> dict:
                 "of_offline_limit": round(run["throughput_rps"] / limit, 3),
                 "of_offline_batch_32": round(run["throughput_rps"] / speed[32], 3),
                 "mean_batch": round(sum(batches) / len(batches), 1) if batches else 1,
-                "cpu_ms_per_request": {role: round(ms, 2) for role, ms in run["cpu_ms"].items()},
+                "cpu_ms_per_request": {role: round(ms, 2) for role, ms in cpu_ms.items()},
             }
     return summary
 
