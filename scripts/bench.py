@@ -21,6 +21,7 @@ Usage:  python scripts/bench.py [solutions/NN_name.ipynb ...]      (or: make ben
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shutil
 import subprocess
@@ -125,9 +126,10 @@ def others_meanwhile(measure):
     return measured
 
 
-def batching_modes(notebook: Path) -> dict:
+def batching_modes(notebook: Path, requests: tuple[int, int] | None = None) -> dict:
     """Lesson 05's app and measure_cpu() in each Serve mode, each against the offline limit that the
-    lesson's offline_limit() measures in the same fresh process right before its cluster starts."""
+    lesson's offline_limit() measures in the same fresh process right before its cluster starts.
+    ``requests``: (unbatched, batched) requests per timed run instead of the lesson's."""
     from servekit import resolve_model
     from servekit.modes import compare_modes, load_cells
 
@@ -135,7 +137,9 @@ def batching_modes(notebook: Path) -> dict:
     app = cells["SentimentAnalyzer"].bind(resolve_model("sentiment").location)
     modes = compare_modes(
         app,
-        others_meanwhile(cells["measure_cpu"]),
+        others_meanwhile(
+            functools.partial(cells["measure_cpu"], **({"requests": requests} if requests else {}))
+        ),
         name="batching",
         route_prefix="/batching",
         baseline=cells["offline_limit"],
@@ -214,6 +218,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--modes-only", action="store_true", help="only the mode comparisons of 05 and 06")
     parser.add_argument("--nbval-only", action="store_true", help="only nbval time and peak PSS")
     parser.add_argument("--rounds", type=int, default=1, help="rounds of each mode comparison")
+    parser.add_argument(
+        "--long-runs", action="store_true", help="lesson 05: 320 unbatched / 1280 batched requests per run"
+    )
     args = parser.parse_args(argv)
     become_subreaper()
     chosen = [Path(a).resolve() for a in args.notebooks]
@@ -248,7 +255,8 @@ def main(argv: list[str]) -> int:
         results[key] = []
         for round_ in range(1, args.rounds + 1):
             print(f"{name} in the default and the throughput-optimized mode, round {round_} ...", flush=True)
-            results[key].append(compare(ROOT / "solutions" / name))
+            extra = {"requests": (320, 1280)} if key == "batching" and args.long_runs else {}
+            results[key].append(compare(ROOT / "solutions" / name, **extra))
             reap_leftovers()
     out = ROOT / "scratch" / "bench" / "results.json"
     out.parent.mkdir(parents=True, exist_ok=True)
