@@ -6,8 +6,8 @@ the kernel started. Then the time from a cold start (no model built yet) to the 
 response in lesson 01, and two measurements in Serve's default and throughput-optimized
 modes (servekit.modes: a fresh process and cluster per mode), from each lesson's own cells
 (tagged app-code, measure-code):
-- lesson 05, dynamic batching: its app and its measure(), against the offline limit that its
-  offline_speed() measures in the same fresh process just before that process starts its cluster;
+- lesson 05, dynamic batching: its app and its measure_cpu(), against the offline limit that its
+  offline_limit() measures in the same fresh process just before that process starts its cluster;
 - lesson 06, what Serve costs per request: its bench app and its measure_overhead().
 Each also records how many cores the machine's other processes kept busy meanwhile (on a
 shared machine, the first suspect when two runs disagree). Results print as tables and go to
@@ -126,18 +126,23 @@ def others_meanwhile(measure):
     return measured
 
 
-def batching_modes(notebook: Path) -> dict:
-    """Lesson 05's app and measure() in each Serve mode, each against the offline limit measured
-    in the same fresh process right before its cluster starts (one round)."""
+def batching_modes(notebook: Path, requests: tuple[int, int] | None = None) -> dict:
+    """Lesson 05's app and measure_cpu() in each Serve mode, each against the offline limit that the
+    lesson's offline_limit() measures in the same fresh process right before its cluster starts.
+    ``requests``: (unbatched, batched) requests per timed run instead of the lesson's."""
     from servekit import resolve_model
     from servekit.modes import compare_modes, load_cells
 
     cells = load_cells(notebook, ("measure-code", "app-code"))
-    model_dir = resolve_model("sentiment").location
-    offline = functools.partial(cells["offline_speed"], model_dir, cells["texts"])
-    app = cells["SentimentAnalyzer"].bind(model_dir)
+    app = cells["SentimentAnalyzer"].bind(resolve_model("sentiment").location)
     modes = compare_modes(
-        app, others_meanwhile(cells["measure"]), name="batching", route_prefix="/batching", baseline=offline
+        app,
+        others_meanwhile(
+            functools.partial(cells["measure_cpu"], **({"requests": requests} if requests else {}))
+        ),
+        name="batching",
+        route_prefix="/batching",
+        baseline=cells["offline_limit"],
     )
     summary = {}
     for mode, out in modes.items():
@@ -149,6 +154,7 @@ def batching_modes(notebook: Path) -> dict:
         }
         for name, run in out["measured"]["runs"].items():
             batches = run["batches"]
+            cpu_ms = run["watched"].ms_per_request(run["requests"])
             summary[mode][name] = {
                 "throughput_rps": run["throughput_rps"],
                 "p95_ms": run["p95_ms"],
@@ -156,7 +162,7 @@ def batching_modes(notebook: Path) -> dict:
                 "of_offline_limit": round(run["throughput_rps"] / limit, 3),
                 "of_offline_batch_32": round(run["throughput_rps"] / speed[32], 3),
                 "mean_batch": round(sum(batches) / len(batches), 1) if batches else 1,
-                "cpu_ms_per_request": {role: round(ms, 2) for role, ms in run["cpu_ms"].items()},
+                "cpu_ms_per_request": {role: round(ms, 2) for role, ms in cpu_ms.items()},
             }
     return summary
 
@@ -212,6 +218,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--modes-only", action="store_true", help="only the mode comparisons of 05 and 06")
     parser.add_argument("--nbval-only", action="store_true", help="only nbval time and peak PSS")
     parser.add_argument("--rounds", type=int, default=1, help="rounds of each mode comparison")
+    parser.add_argument(
+        "--long-runs", action="store_true", help="lesson 05: 320 unbatched / 1280 batched requests per run"
+    )
     args = parser.parse_args(argv)
     become_subreaper()
     chosen = [Path(a).resolve() for a in args.notebooks]
@@ -246,7 +255,8 @@ def main(argv: list[str]) -> int:
         results[key] = []
         for round_ in range(1, args.rounds + 1):
             print(f"{name} in the default and the throughput-optimized mode, round {round_} ...", flush=True)
-            results[key].append(compare(ROOT / "solutions" / name))
+            extra = {"requests": (320, 1280)} if key == "batching" and args.long_runs else {}
+            results[key].append(compare(ROOT / "solutions" / name, **extra))
             reap_leftovers()
     out = ROOT / "scratch" / "bench" / "results.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -97,10 +97,13 @@ def test_lesson05_tags_its_app_and_measurement_code():
     assert "class SentimentAnalyzer" in app_code and "@serve.batch" in app_code
     assert "async def measure(" not in app_code
     both = tagged_code(LESSON05, ["app-code", "measure-code"])
-    assert "texts = " in both and "async def measure(handle, url: str)" in both
+    assert "texts = " in both and "async def measure(handle, url: str, watch=" in both
     namespace: dict = {"__name__": "lesson05_under_test"}
     exec(compile(both, str(LESSON05), "exec"), namespace)
     assert len(namespace["texts"]) == 512 and callable(namespace["measure"])
+    # what make bench runs in each mode: the measurement with CPU by role, and the offline limit
+    assert namespace["measure_cpu"].keywords == {"watch": servekit.cpu_by_role}
+    assert callable(namespace["offline_limit"]) and callable(namespace["offline_speed"])
 
 
 def test_others_s_counts_cpu_outside_the_measured_processes():
