@@ -266,8 +266,10 @@ class VariantRouter:
         if problem:
             return problem
         # A request may pin a version with the serve_multiplexed_model_id header (QA, debugging);
-        # otherwise the user's hash picks one by weight.
-        pinned = serve.get_multiplexed_model_id()
+        # otherwise the user's hash picks one by weight. HTTP's optional whitespace (SP, HTAB) is not
+        # part of a header's value, but Serve's HTTP server (uvicorn with httptools) strips it only
+        # in front: "2 " pins version 2, and a blank header pins nothing.
+        pinned = serve.get_multiplexed_model_id().strip(" \t")
         version = pinned or assign(body["user_id"], self.weights)
         answer = await self.versions.options(multiplexed_model_id=version).predict.remote(body["text"])
         if "error" in answer:  # only a pinned version can be unknown: a client error

@@ -1,8 +1,8 @@
 """Train and register versions of the course's sentiment head: lesson 07's recipe, importable.
 
-Lesson 07 writes these steps out in its cells and explains them (a linear head on the pretrained
-pooler, logged as a model from code whose one artifact is the head, about a megabyte a version).
-Later lessons that need a registry with several versions call them from here: lesson 08 runs
+Lesson 07 shows these functions and explains them (a linear head on the pretrained pooler, logged
+as a model from code whose one artifact is the head, about a megabyte a version) and calls them
+from its cells. Later lessons that need a registry with several versions call them too: lesson 08 runs
 ``register_versions`` in a short-lived process, so that the encoder it loads (to embed the
 training tweets, and inside ``log_model`` to check the input example) never sits in the kernel.
 Importing this module does not import torch either: a kernel that only submits the job stays small.
@@ -67,17 +67,25 @@ def train_linear_head(x: torch.Tensor, y: torch.Tensor, l2: float) -> dict[str, 
     return {**pooler, "classifier.weight": linear.weight.detach(), "classifier.bias": linear.bias.detach()}
 
 
-def log_head_version(head_file: Path, params: dict, run_name: str, name: str = "sentiment") -> int:
-    """Log ``head_file`` as a new registered version of ``name`` (model from code); returns its number."""
+def log_head_version(
+    head_file: Path, params: dict, run_name: str, metrics: dict | None = None, name: str = "sentiment"
+) -> int:
+    """Log ``head_file`` as a new registered version of ``name`` (model from code); returns its number.
+
+    One MLflow run holds the version's ``params`` and held-out ``metrics``, so that versions can
+    be compared in the registry without retraining.
+    """
     import pandas as pd
 
+    # spelled out: without them MLflow infers them by importing the model in a subprocess (seconds)
     requirements = [f"{p}=={metadata.version(p).split('+')[0]}" for p in PACKAGES]
     with mlflow.start_run(run_name=run_name):
         mlflow.log_params(params)
+        mlflow.log_metrics(metrics or {})
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=str(MODEL_CODE),
-            artifacts={"head": str(head_file)},
+            python_model=str(MODEL_CODE),  # a model from code: this file is stored with the version
+            artifacts={"head": str(head_file)},  # ... and so is the head; the encoder is not
             signature=SIGNATURE,
             input_example=pd.DataFrame({"text": ["I love this course!"]}),
             pip_requirements=requirements,
