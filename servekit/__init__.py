@@ -38,6 +38,10 @@ from servekit.wait import WaitTimeout, wait_for
 from servekit.prom import bucket_delta, histogram_quantile, scrape
 from servekit.sockets import ListeningSocket, exposed, listening_sockets
 
+# isort: split
+# lesson 01: try a model in a process that exits afterwards, so the kernel keeps no torch
+from servekit.child import ChildFailed, in_child
+
 __all__ = [
     "MODES",
     "ROLES",
@@ -92,4 +96,7 @@ __all__ = [
     "RetryingSender",
     "start_cluster",
     "with_retries",
+    # lesson 01
+    "ChildFailed",
+    "in_child",
 ]
