@@ -92,12 +92,17 @@ def grade_submission(
 
 @dataclass
 class _Run:
-    """One submission's worker, and what the grader learns from it as it goes."""
+    """One submission's worker, what it is graded by, and what the grader learns as it goes."""
 
     worker: subprocess.Popen[str]
     workdir: Path
     before: set[int]  # this process's descendants before the worker started
     fallbacks_before: set[Path]
+    nb: Any
+    checks: ModuleType
+    rubric: dict[str, Any]
+    limits: Limits
+    report: Report
     kernel_pid: int | None = None
     live: Live | None = None
     finished: bool = False
@@ -106,9 +111,10 @@ class _Run:
         """The submission's Ray session folders: its scratch/ray and the fallbacks that appeared."""
         return [self.workdir / "scratch" / "ray", *sorted(fallback_dirs() - self.fallbacks_before)]
 
-    def send_go(self) -> None:
+    def send(self, line: str) -> None:
+        """One line to the worker: the job, then ``go`` past the check point and the cleanup."""
         assert self.worker.stdin
-        self.worker.stdin.write("go\n")
+        self.worker.stdin.write(line + "\n")
         self.worker.stdin.flush()
 
 
@@ -142,9 +148,9 @@ def _run_and_check(
         cwd=workdir,
         start_new_session=True,
     )
-    run = _Run(worker, workdir, before, fallbacks_before)
+    run = _Run(worker, workdir, before, fallbacks_before, nb, checks, rubric, limits, report)
     try:
-        return _drive(run, job, nb, checks, rubric, limits, report, stop_cells)
+        return _drive(run, job, stop_cells)
     finally:
         stopped = teardown(worker, run.kernel_pid, before, run.ray_dirs(), report, run.finished)
         found = run.live.leftovers if run.live is not None else []
@@ -164,22 +170,12 @@ def _run_and_check(
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _drive(
-    run: _Run,
-    job: dict[str, Any],
-    nb: Any,
-    checks: ModuleType,
-    rubric: dict[str, Any],
-    limits: Limits,
-    report: Report,
-    stop_cells: list[int],
-) -> dict[str, Result]:
+def _drive(run: _Run, job: dict[str, Any], stop_cells: list[int]) -> dict[str, Result]:
     """The grader's side of the worker's protocol: started, live (the checks run), cleaned, done."""
     results: dict[str, Result] = {}
-    worker, log_path = run.worker, run.workdir / "worker.log"
-    assert worker.stdin and worker.stdout
-    worker.stdin.write(json.dumps(job) + "\n")
-    worker.stdin.flush()
+    worker, log_path, limits, report = run.worker, run.workdir / "worker.log", run.limits, run.report
+    assert worker.stdout
+    run.send(json.dumps(job))
     channel = Channel(worker.stdout)
     msg = channel.wait("started", limits.startup_timeout_s + 30)
     if msg is None:
@@ -199,13 +195,13 @@ def _drive(
                 "ename": "Timeout",
                 "evalue": "still running at the limit; it did not stop when interrupted",
             }
-        return {c["id"]: (False, why, 0.0) for c in rubric["checks"]}
+        return {c["id"]: (False, why, 0.0) for c in run.rubric["checks"]}
     report.execution = dict(live_msg["state"])
     live = run.live = Live(
-        parse_probe(live_msg.get("probe"), live_msg["state"]), run.workdir, code_source(nb)
+        parse_probe(live_msg.get("probe"), live_msg["state"]), run.workdir, code_source(run.nb)
     )
-    results.update(run_checks(checks, live, rubric))
-    run.send_go()
+    results.update(run_checks(run.checks, live, run.rubric))
+    run.send("go")
     cleaned = channel.wait(
         "cleaned", limits.cleanup_timeout_s * max(1, len(stop_cells)) + limits.kill_margin_s
     )
@@ -220,7 +216,7 @@ def _drive(
         stop_cells, lambda: submission_processes(run.before, exclude, ray_dirs), limits.grace_s, t0, live
     )
     with contextlib.suppress(OSError):
-        run.send_go()
+        run.send("go")
     run.finished = channel.wait("done", 30) is not None
     return results
 
