@@ -19,6 +19,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,10 +60,10 @@ def describe(procs: list[psutil.Process]) -> list[str]:
 def kill_processes(procs: list[psutil.Process], timeout_s: float = 5.0) -> list[psutil.Process]:
     """SIGTERM, wait up to ``timeout_s``, then SIGKILL what is left. Returns those that needed SIGKILL.
     A zombie counts as stopped: its parent (init, or a subreaper such as pytest here) reaps it."""
-    alive = _signal_and_wait(procs, psutil.Process.terminate, timeout_s)
-    _signal_and_wait(alive, psutil.Process.kill, timeout_s)
+    stubborn = _signal_and_wait(procs, psutil.Process.terminate, timeout_s)
+    _signal_and_wait(stubborn, psutil.Process.kill, timeout_s)
     psutil.wait_procs(procs, timeout=0.1)  # reap the ones that are our own children
-    return alive
+    return stubborn
 
 
 def _signal_and_wait(procs: list[psutil.Process], send, timeout_s: float) -> list[psutil.Process]:
@@ -72,28 +73,38 @@ def _signal_and_wait(procs: list[psutil.Process], send, timeout_s: float) -> lis
         except psutil.Error:
             pass
     deadline = time.monotonic() + timeout_s
-    left = [p for p in procs if _alive(p)]
+    left = [p for p in procs if alive(p)]
     while left and time.monotonic() < deadline:
         time.sleep(0.1)
-        left = [p for p in left if _alive(p)]
+        left = [p for p in left if alive(p)]
+    return left
+
+
+def still_running(
+    find: Callable[[], list[psutil.Process]], grace_s: float, poll_s: float = 0.25
+) -> list[psutil.Process]:
+    """Call ``find()`` every ``poll_s`` seconds until none of the processes it returns is alive or
+    ``grace_s`` has passed; returns the living ones it found last."""
+    deadline = time.monotonic() + grace_s
+    left = [p for p in find() if alive(p)]
+    while left and time.monotonic() < deadline:
+        time.sleep(poll_s)
+        left = [p for p in find() if alive(p)]
     return left
 
 
 def reap_leftovers(grace_s: float = 10.0) -> list[str]:
     """Give this process's descendants ``grace_s`` to exit (Ray's dashboard helpers need a
     second or two after ``ray.shutdown()``), then stop the rest by PID. Returns what was stopped."""
-    deadline = time.monotonic() + grace_s
-    left = descendants()
-    while left and time.monotonic() < deadline:
-        time.sleep(0.25)
-        left = [p for p in descendants() if _alive(p)]
+    left = still_running(descendants, grace_s)
     names = describe(left)
     if left:
         kill_processes(left)
     return names
 
 
-def _alive(p: psutil.Process) -> bool:
+def alive(p: psutil.Process) -> bool:
+    """Running: neither gone nor a zombie (a zombie has exited; only its exit status is left)."""
     try:
         return p.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
@@ -104,7 +115,7 @@ def _same_process(pid: int, create_time: float) -> psutil.Process | None:
     """The living process ``pid`` if it is still the one that started at ``create_time``."""
     try:
         p = psutil.Process(pid)
-        return p if abs(p.create_time() - create_time) < 0.01 and _alive(p) else None
+        return p if abs(p.create_time() - create_time) < 0.01 and alive(p) else None
     except psutil.Error:
         return None
 

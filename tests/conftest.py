@@ -28,6 +28,20 @@ def serve_cluster():
         servekit.shutdown()
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler for :func:`local_http_server` that logs nothing and answers with :meth:`reply`."""
+
+    def reply(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
 @contextlib.contextmanager
 def local_http_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
     """A threaded HTTP server on 127.0.0.1 (a free port) answering with ``handler``; yields its URL."""

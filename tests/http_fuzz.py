@@ -28,6 +28,17 @@ import requests
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
+#: The course's fuzz settings: reproducible (derandomized, no example database), no per-example
+#: deadline (a model answers in tens of ms, a 64 KiB body in more), every health check off. A test
+#: sets only its budget: ``@settings(FUZZ, max_examples=150)``.
+FUZZ = settings(
+    derandomize=True,
+    database=None,
+    deadline=None,
+    phases=[Phase.explicit, Phase.generate, Phase.shrink],
+    suppress_health_check=list(HealthCheck),
+)
+
 CONTENT_TYPES = (
     "application/json",
     "application/json; charset=utf-8",
@@ -183,14 +194,7 @@ def fuzz_http_app(
     session = requests.Session()
     start = time.monotonic()
 
-    @settings(
-        max_examples=max_examples,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        phases=(Phase.explicit, Phase.generate, Phase.shrink),
-        suppress_health_check=list(HealthCheck),
-    )
+    @settings(FUZZ, max_examples=max_examples)
     @given(bodies(good))
     def one_body(case: tuple[bytes, str]) -> None:
         body, content_type = case

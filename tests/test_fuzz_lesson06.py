@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import http_fuzz
 import pytest
 import requests
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from lesson_code import load_app, unload
 
@@ -34,13 +34,6 @@ NOTEBOOK = "solutions/06_fastapi_ingress.ipynb"
 RAW_SEEN: Counter = Counter()
 ROUTES = ("/predict", "/predict/batch", "/predict/stream")
 LIMIT = 64 * 1024  # the lesson's MAX_BODY_BYTES
-FUZZ = settings(
-    derandomize=True,
-    database=None,
-    deadline=None,
-    phases=[Phase.explicit, Phase.generate, Phase.shrink],
-    suppress_health_check=list(HealthCheck),
-)
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +83,7 @@ def test_schemathesis_finds_no_server_error(url, mode):
         if mode == "negative" and operation.method.upper() == "GET":
             continue  # no parameters, no body: nothing to break
 
-        @settings(FUZZ, max_examples=12 if operation.method.upper() == "GET" else 30)
+        @settings(http_fuzz.FUZZ, max_examples=12 if operation.method.upper() == "GET" else 30)
         @given(case=operation.as_strategy(generation_mode=generation))
         def fuzz(case):
             response = case.call(base_url=url, session=session, timeout=60)
@@ -144,7 +137,7 @@ def send_raw(url: str, path: str, body: bytes, content_type: str | None, framing
         return response.status, response.read()
 
 
-@settings(FUZZ, max_examples=150)
+@settings(http_fuzz.FUZZ, max_examples=150)
 @given(path=st.sampled_from(ROUTES), case=raw_bodies, framing=framings)
 def fuzz_raw(url, path, case, framing):
     body, content_type = case

@@ -15,8 +15,8 @@ from collections import Counter
 
 import pytest
 import requests
-from http_fuzz import REGRESSIONS, bodies, check_answer
-from hypothesis import HealthCheck, Phase, example, given, settings
+from http_fuzz import FUZZ, REGRESSIONS, bodies, check_answer
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from ray import serve
 
@@ -25,13 +25,6 @@ from course_apps import sentiment_service
 
 KEY = "lesson09-fuzz-key"
 GOOD = {"text": "I love this course!"}
-FUZZ = settings(
-    derandomize=True,
-    database=None,
-    deadline=None,
-    phases=[Phase.explicit, Phase.generate, Phase.shrink],
-    suppress_health_check=list(HealthCheck),
-)
 # header values requests can send (latin-1), odd ones included; None: no header at all
 KEYS = st.one_of(
     st.none(), st.just(KEY), st.text(st.characters(max_codepoint=255, exclude_categories=["Cc"]), max_size=40)

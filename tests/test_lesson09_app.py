@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from course_errors import BAD_BODIES
 
 from course_apps.sentiment_service import MAX_BODY_BYTES, MAX_CHARS, validate
 
@@ -19,22 +20,7 @@ def test_a_good_body_gives_its_text():
     assert answer(b'{"text": "hi", "extra": 1}') == "hi"
 
 
-@pytest.mark.parametrize(
-    ("body", "status", "message"),
-    [
-        (b"{oops", 400, 'the body must be JSON like {"text": "..."}'),
-        (b"", 400, 'the body must be JSON like {"text": "..."}'),
-        (b"\xff\xfe", 400, 'the body must be JSON like {"text": "..."}'),
-        (b"[" * 50_000, 400, 'the body must be JSON like {"text": "..."}'),
-        (b'{"text": ' + b"7" * 5000 + b"}", 400, 'the body must be JSON like {"text": "..."}'),
-        (b'{"txt": "hi"}', 422, "missing field 'text'"),
-        (b'["text"]', 422, "missing field 'text'"),
-        (b'{"text": 42}', 422, "'text' must be a string, not int"),
-        (b'{"text": null}', 422, "'text' must be a string, not NoneType"),
-        (b'{"text": "  "}', 422, "'text' is empty"),
-        (b'{"text": "\\ud800"}', 422, "'text' is not valid Unicode (it has a lone surrogate)"),
-    ],
-)
+@pytest.mark.parametrize(("body", "status", "message"), BAD_BODIES)
 def test_bad_bodies_get_the_course_4xx(body, status, message):
     assert answer(body) == (status, message)
 

@@ -13,14 +13,13 @@ import csv
 import json
 import subprocess
 import sys
-from http.server import BaseHTTPRequestHandler
 
 import pytest
 from lesson_code import load_app, unload
 from ray import serve
 
 import servekit
-from conftest import local_http_server
+from conftest import QuietHandler, local_http_server
 from servekit.models import ModelUnavailable
 from servekit.paths import REPO_ROOT
 
@@ -86,7 +85,7 @@ def test_locust_counts_a_wrong_answer_as_a_failure(sentiment_url, tmp_path):
     assert result.returncode == 1
 
 
-class _KeyedService(BaseHTTPRequestHandler):
+class _KeyedService(QuietHandler):
     """The course's contract behind an API key: 401 without ``X-API-Key: k3y``."""
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
@@ -100,15 +99,7 @@ class _KeyedService(BaseHTTPRequestHandler):
                 status, answer = (200, {"label": "neutral", "score": 0.5}) if ok else (422, {"error": "bad"})
             except (ValueError, AttributeError):
                 status, answer = 400, {"error": "not JSON"}
-        body = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args) -> None:
-        pass
+        self.reply(status, json.dumps(answer).encode())
 
 
 def test_locust_sends_the_api_key_from_a_file(tmp_path):

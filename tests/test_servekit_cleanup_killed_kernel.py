@@ -147,5 +147,5 @@ def test_cleanup_stops_every_process_of_a_killed_kernels_cluster(case: str, tmp_
             km.cleanup_resources()
         leftovers = [psutil.Process(pid) for pid in _alive(observed)] + own
         cleanup.kill_processes([p for p in leftovers if p.is_running()], timeout_s=5)
-        psutil.wait_procs([p for p in psutil.Process().children() if not cleanup._alive(p)], timeout=1)
+        psutil.wait_procs([p for p in psutil.Process().children() if not cleanup.alive(p)], timeout=1)
         shutil.rmtree(base, ignore_errors=True)

@@ -5,15 +5,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 import servekit
-from conftest import local_http_server
+from conftest import QuietHandler, local_http_server
 
 
-class _Echo(BaseHTTPRequestHandler):
+class _Echo(QuietHandler):
     """Answers 200 {"got": body} for a JSON object with 'text', else 422 {"error": ...}."""
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
@@ -27,15 +26,7 @@ class _Echo(BaseHTTPRequestHandler):
             )
         except ValueError:
             status, answer = 400, {"error": "not JSON"}
-        data = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args) -> None:
-        pass
+        self.reply(status, json.dumps(answer).encode())
 
 
 @pytest.fixture(scope="module")

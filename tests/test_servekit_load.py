@@ -2,30 +2,22 @@
 
 import asyncio
 import json
-from http.server import BaseHTTPRequestHandler
 
 import matplotlib
 import pytest
 
-from conftest import local_http_server
+from conftest import QuietHandler, local_http_server
 from servekit.load import LoadReport, http_json_sender, run_load, run_load_async
 
 matplotlib.use("Agg")
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(QuietHandler):
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         status = 500 if body.get("fail") else 200
         payload = json.dumps({"echo": body}).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):
-        pass
+        self.reply(status, payload)
 
 
 @pytest.fixture

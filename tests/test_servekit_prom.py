@@ -4,13 +4,12 @@ this test fills, served by a local HTTP server, and a hand-written exposition li
 from __future__ import annotations
 
 import math
-from http.server import BaseHTTPRequestHandler
 
 import pytest
 import requests
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from conftest import local_http_server
+from conftest import QuietHandler, local_http_server
 from servekit.prom import bucket_delta, histogram_quantile, parse, scrape, select, total
 
 BOUNDS = (0.01, 0.05, 0.1, 0.5, 1.0)
@@ -30,16 +29,9 @@ def filled_registry() -> CollectorRegistry:
 
 
 def serving(body: bytes, status: int = 200):
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            self.send_response(status)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args) -> None:
-            pass
+            self.reply(status, body, "text/plain; version=0.0.4")
 
     return local_http_server(Handler)
 

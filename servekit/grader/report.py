@@ -1,0 +1,111 @@
+"""What a grading run finds, as ``report.json``, ``report.md`` and a folder's ``gradebook.csv``."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+INTEGRITY_PENALTY = "score set to 0 and flagged for the instructor's review"
+
+
+@dataclass
+class CheckResult:
+    id: str
+    points: int
+    max_points: int
+    passed: bool
+    reason: str
+    seconds: float = 0.0
+
+
+@dataclass
+class Report:
+    student: str
+    notebook: str
+    assignment: str
+    title: str
+    score: int = 0
+    total: int = 0
+    flagged: bool = False
+    integrity: list[str] = field(default_factory=list)
+    checks: list[CheckResult] = field(default_factory=list)
+    execution: dict[str, Any] = field(default_factory=dict)
+    leftovers: list[str] = field(default_factory=list)
+    teardown_clean: bool = True
+    seconds: float = 0.0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    def to_markdown(self) -> str:
+        lines = [
+            f"# {self.title}: {self.student}",
+            "",
+            f"**Score: {self.score} / {self.total}**" + ("  (FLAGGED)" if self.flagged else ""),
+            "",
+            f"Notebook `{self.notebook}`, assignment {self.assignment}, graded in {self.seconds:.0f} s.",
+            "",
+        ]
+        if self.flagged:
+            lines += ["## Integrity", "", f"Penalty: {INTEGRITY_PENALTY}.", ""]
+            lines += [f"- {item}" for item in self.integrity] + [""]
+        ex = self.execution
+        lines += ["## Running the notebook", ""]
+        if ex.get("ran"):
+            lines.append(f"- {ex.get('cells_run', 0)} code cells ran before the checks.")
+            if ex.get("error"):
+                err = ex["error"]
+                lines.append(
+                    f"- Cell {err['cell']} stopped the notebook: `{err['ename']}: {err['evalue']}`"
+                    " (the cells after it, up to the cleanup cells, did not run)."
+                )
+            if ex.get("skipped"):
+                cells = ", ".join(str(i) for i in ex["skipped"])
+                lines.append(f"- Cells {cells} were skipped: marked `# NBVAL_SKIP` (optional measurements).")
+            for err in ex.get("allowed_errors", []):
+                lines.append(
+                    f"- Cell {err['cell']} raised `{err['ename']}: {err['evalue']}`"
+                    " (tagged `raises-exception`, so the notebook went on)."
+                )
+            for err in ex.get("cleanup_errors", []):
+                lines.append(f"- Cleanup cell {err['cell']} failed: `{err['ename']}: {err['evalue']}`")
+            if ex.get("killed"):
+                lines.append(f"- {ex['killed']}")
+        else:
+            lines.append(f"- Not run: {ex.get('why', 'unknown')}")
+        lines += ["", "## Checks", "", "| check | points | result | reason | time |", "|---|---|---|---|---|"]
+        for c in self.checks:
+            reason = c.reason.replace("|", "\\|").replace("\n", " ")
+            mark = "pass" if c.passed else "FAIL"
+            lines.append(
+                f"| `{c.id}` | {c.points} / {c.max_points} | {mark} | {reason} | {c.seconds:.1f} s |"
+            )
+        if self.leftovers:
+            lines += ["", "## Processes left running (stopped by the grader)", ""]
+            lines += [f"- {p}" for p in self.leftovers]
+        if not self.teardown_clean:
+            lines += ["", "**Warning:** the grader could not stop every process; see report.json."]
+        return "\n".join(lines) + "\n"
+
+
+def write_gradebook(reports: list[Report], path: Path) -> None:
+    ids = [c.id for c in reports[0].checks] if reports else []
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["student", "score", "total", "flagged", *ids, "seconds", "notebook"])
+        for r in reports:
+            points = {c.id: c.points for c in r.checks}
+            w.writerow(
+                [
+                    r.student,
+                    r.score,
+                    r.total,
+                    r.flagged,
+                    *(points.get(i, 0) for i in ids),
+                    r.seconds,
+                    r.notebook,
+                ]
+            )
