@@ -7,12 +7,14 @@ Lesson 00 writes every one of these calls out and explains it; later lessons cal
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import secrets
 import shutil
 import socket
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from servekit.paths import SCRATCH
@@ -85,6 +87,38 @@ def _forget(pid: int) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+#: With "0", Ray runs in its single-machine mode (its default on macOS and Windows): the node's
+#: address stays 127.0.0.1 instead of being rewritten to the machine's, and nodes cannot be added.
+SINGLE_MACHINE_VAR = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+@contextlib.contextmanager
+def _single_machine_mode() -> Iterator[None]:
+    """Ray's single-machine mode for the processes a ``ray.init`` in this block starts.
+
+    Every Ray process reads the variable once, when it imports Ray (``ray_constants``). GCS, raylet
+    and dashboard are started by ``ray.init`` and inherit this process's environment; agents and
+    workers inherit the raylet's. This process imported Ray long before, so its module attribute is
+    set too: ``services.get_node_ip_address()`` reads it at call time, and without it ``ray.init``
+    rewrites ``_node_ip_address="127.0.0.1"`` to the machine's address. Both are put back after the
+    block: the running cluster keeps its copy (the driver asks its node from then on), and a
+    ``ray start`` run later from this process (servekit.ray_cluster) can still add nodes.
+    """
+    from ray._private import ray_constants
+
+    saved_env, saved_flag = os.environ.get(SINGLE_MACHINE_VAR), ray_constants.ENABLE_RAY_CLUSTER
+    os.environ[SINGLE_MACHINE_VAR] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_flag
+        if saved_env is None:
+            os.environ.pop(SINGLE_MACHINE_VAR, None)
+        else:
+            os.environ[SINGLE_MACHINE_VAR] = saved_env
+
+
 _NO_PRESTART = {"enable_worker_prestart": False, "prestart_worker_first_driver": False}
 
 
@@ -113,6 +147,7 @@ def start_ray(
     dashboard: bool = False,
     object_store_mb: int = 200,
     prestart_workers: bool = False,
+    loopback_only: bool = True,
 ):
     """An isolated, quiet local Ray cluster sized for a laptop; returns ``ray.init``'s context.
 
@@ -128,6 +163,14 @@ def start_ray(
     ``runtime_env`` of its own (lesson 07's ``env_vars``) cannot use them, and they then sit
     idle all along (about 0.2 GiB); lessons 04 and 05 run one Ray task each, which waits
     about a second more for its worker. ``prestart_workers=True`` gives Ray's default back.
+
+    ``loopback_only=True`` (the default) starts the cluster in Ray's single-machine mode, the one
+    it uses on macOS and Windows: GCS, raylet, agents, workers and metrics then listen on
+    127.0.0.1 only, where Ray on Linux would bind all interfaces or the machine's address even
+    with ``_node_ip_address="127.0.0.1"``. One kind of socket stays on all interfaces: each Serve
+    replica's gRPC server for calls between deployments (``[::]:0`` in Serve's code), which token
+    authentication guards. Such a cluster cannot take a second node (``ray start --address``
+    refuses): multi-node clusters are :mod:`servekit.ray_cluster`'s. ``False`` gives Ray's default.
     """
     import ray
 
@@ -139,22 +182,24 @@ def start_ray(
     use_session_token()
     temp_dir = ray_temp_dir()
     _forget_at_exit()
-    ctx = ray.init(
-        address="local",
-        num_cpus=num_cpus,
-        num_gpus=num_gpus,
-        resources=resources,
-        include_dashboard=dashboard,
-        dashboard_host="127.0.0.1",
-        dashboard_port=free_port(8265) if dashboard else None,
-        object_store_memory=object_store_mb * 1024 * 1024,
-        log_to_driver=False,
-        logging_level=logging.ERROR,
-        configure_logging=True,
-        _node_ip_address="127.0.0.1",
-        _temp_dir=str(temp_dir),
-        _system_config=_QUIET_RETRY_NOTICES if prestart_workers else {**_QUIET_RETRY_NOTICES, **_NO_PRESTART},
-    )
+    system_config = _QUIET_RETRY_NOTICES if prestart_workers else {**_QUIET_RETRY_NOTICES, **_NO_PRESTART}
+    with _single_machine_mode() if loopback_only else contextlib.nullcontext():
+        ctx = ray.init(
+            address="local",
+            num_cpus=num_cpus,
+            num_gpus=num_gpus,
+            resources=resources,
+            include_dashboard=dashboard,
+            dashboard_host="127.0.0.1",
+            dashboard_port=free_port(8265) if dashboard else None,
+            object_store_memory=object_store_mb * 1024 * 1024,
+            log_to_driver=False,
+            logging_level=logging.ERROR,
+            configure_logging=True,
+            _node_ip_address="127.0.0.1",
+            _temp_dir=str(temp_dir),
+            _system_config=system_config,
+        )
     # What `python -m servekit.cleanup` needs to find this cluster if this process dies without
     # stopping it: the driver, the session folder, and the Ray processes running now.
     _state["registry"] = record_cluster(temp_dir, ctx.address_info["session_dir"])

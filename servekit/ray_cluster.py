@@ -12,6 +12,10 @@ a signal to that group (then, by PID, anything of it that is left), never ``ray 
 would kill every Ray process on the machine, matched by name. The nodes write their session under
 the kit's Ray temp dir and are recorded in :mod:`servekit.cleanup`'s registry, so
 ``python -m servekit.cleanup --kill`` finds them if the kernel that started them dies.
+
+Unlike :func:`servekit.start_ray`'s one-node clusters, these nodes cannot bind loopback only:
+Ray's single-machine mode, which does, refuses a second node, so the commands run here never
+inherit its switch (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER``) from this process.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from pathlib import Path
 import psutil
 import requests
 
-from servekit.cluster import free_port, ray_temp_dir
+from servekit.cluster import SINGLE_MACHINE_VAR, free_port, ray_temp_dir
 
 HOST = "127.0.0.1"
 #: Faster node-failure detection than Ray's default (a missed health check every 3 s, 5 in a row):
@@ -97,7 +101,10 @@ class LocalCluster:
         return f"http://{HOST}:{self.nodes[node].metrics_port}/metrics"
 
     def full_env(self) -> dict[str, str]:
-        return {**os.environ, **self.env}
+        """This process's environment and the cluster's, without Ray's single-machine switch: a
+        ``ray start`` that sees it refuses to add a node to a cluster (see ``servekit.start_ray``)."""
+        inherited = {k: v for k, v in os.environ.items() if k != SINGLE_MACHINE_VAR}
+        return {**inherited, **self.env}
 
     def add_node(
         self, name: str, num_cpus: float = 1, resources: dict[str, float] | None = None, timeout_s: float = 60

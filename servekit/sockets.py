@@ -10,7 +10,8 @@ all interfaces or that address. With ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` in 
 every Ray process (the single-machine mode Ray uses on macOS and Windows) the node address stays
 127.0.0.1 and all of them bind loopback; what remains exposed is each Serve replica's
 inter-deployment gRPC server, hard-coded to ``[::]:0`` (token authentication guards it). In that
-mode ``ray start --address=...`` refuses to add a second node.
+mode ``ray start --address=...`` refuses to add a second node. ``servekit.start_ray`` runs its
+one-node clusters in that mode (``loopback_only=True``); ``servekit.ray_cluster``'s nodes cannot.
 """
 
 from __future__ import annotations
