@@ -1,25 +1,30 @@
 """servekit.in_child: a function runs in a fresh process, its result or exception comes back."""
 
+import importlib
 import os
 import sys
+import uuid
 
 import pytest
 
 from servekit.child import ChildFailed, in_child
 
 
-def test_result_comes_back_and_imports_stay_in_the_child():
+def test_result_comes_back_and_imports_stay_in_the_child(tmp_path):
+    # a module no other test can have imported: a fresh file with a unique name
+    name = f"child_probe_{uuid.uuid4().hex}"
+    (tmp_path / f"{name}.py").write_text("VALUE = 42\n")
+
     def load(word, times=1):
-        import colorsys  # noqa: F401  (a module this test process has not imported)
-
+        sys.path.insert(0, str(tmp_path))
+        module = importlib.import_module(name)
         print("printed text must not spoil the result")
-        return {"word": word * times, "pid": os.getpid(), "imported": "colorsys" in sys.modules}
+        return {"word": word * times, "pid": os.getpid(), "value": module.VALUE}
 
-    assert "colorsys" not in sys.modules
     result = in_child(load, "ab", times=2)
-    assert result["word"] == "abab" and result["imported"]
+    assert result == {"word": "abab", "pid": result["pid"], "value": 42}
     assert result["pid"] != os.getpid()
-    assert "colorsys" not in sys.modules, "the import stayed in the child"
+    assert name not in sys.modules, "the import stayed in the child"
 
 
 def test_the_functions_exception_is_raised_here():
