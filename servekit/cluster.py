@@ -119,6 +119,39 @@ def _single_machine_mode() -> Iterator[None]:
             os.environ[SINGLE_MACHINE_VAR] = saved_env
 
 
+@contextlib.contextmanager
+def _without_idle_helpers(api_server: bool) -> Iterator[None]:
+    """A ``ray.init`` in this block starts no autoscaler monitor and no log monitor, and no API
+    server unless ``api_server``.
+
+    On a fixed-size local cluster whose logs stay in files (``log_to_driver=False``) the three only
+    take memory: the monitor (about 60 MB) reports resource demand to an autoscaler that has no
+    nodes to add, the log monitor (about 55 MB) copies worker log lines to drivers that asked not to
+    get them, and without the dashboard the API server (about 85 MB) loads only Ray's usage-stats
+    module. ``ray.init`` has no argument for them (``ray start`` has ``--no-monitor``): the block
+    hands ``ray.init`` a ``RayParams`` with the monitors off and skips ``Node.start_api_server``;
+    both are put back after it.
+    """
+    from ray._private import node, parameter
+
+    base = parameter.RayParams
+
+    class Params(base):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)
+            self.no_monitor, self.include_log_monitor = True, False
+
+    saved_start = node.Node.start_api_server
+    parameter.RayParams = Params
+    if not api_server:
+        node.Node.start_api_server = lambda self, **_: None  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        parameter.RayParams = base
+        node.Node.start_api_server = saved_start  # type: ignore[method-assign]
+
+
 _NO_PRESTART = {"enable_worker_prestart": False, "prestart_worker_first_driver": False}
 
 
@@ -148,6 +181,7 @@ def start_ray(
     object_store_mb: int = 200,
     prestart_workers: bool = False,
     loopback_only: bool = True,
+    lean: bool = True,
 ):
     """An isolated, quiet local Ray cluster sized for a laptop; returns ``ray.init``'s context.
 
@@ -171,6 +205,11 @@ def start_ray(
     replica's gRPC server for calls between deployments (``[::]:0`` in Serve's code), which token
     authentication guards. Such a cluster cannot take a second node (``ray start --address``
     refuses): multi-node clusters are :mod:`servekit.ray_cluster`'s. ``False`` gives Ray's default.
+
+    ``lean=True`` (the default) leaves out three head processes that a fixed-size cluster with its
+    logs in files does not use: the autoscaler monitor, the log monitor and, without the dashboard,
+    the API server; together about 0.2 GiB of the 2 GiB a free Binder gives. ``ray status`` reads
+    what the monitor reports: lesson 03, which sends a learner there, passes ``lean=False``.
     """
     import ray
 
@@ -183,7 +222,10 @@ def start_ray(
     temp_dir = ray_temp_dir()
     _forget_at_exit()
     system_config = _QUIET_RETRY_NOTICES if prestart_workers else {**_QUIET_RETRY_NOTICES, **_NO_PRESTART}
-    with _single_machine_mode() if loopback_only else contextlib.nullcontext():
+    with (
+        _single_machine_mode() if loopback_only else contextlib.nullcontext(),
+        _without_idle_helpers(api_server=dashboard) if lean else contextlib.nullcontext(),
+    ):
         ctx = ray.init(
             address="local",
             num_cpus=num_cpus,
