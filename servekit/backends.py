@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import threading
 
 from servekit.models import ResolvedModel
 
@@ -119,23 +120,33 @@ class ApertiumTranslator:
     it in a thread (``asyncio.to_thread``). Not ``asyncio.create_subprocess_exec``: in a Serve
     replica the loop is uvloop, which gives the child a socket as stdin; the ``apertium`` script
     opens /dev/stdin by name, fails, prints its usage and exits 0 (MagicStack/uvloop#532). That is
-    why an empty output is an error here, not a translation."""
+    why an empty output is an error here, not a translation.
+
+    One call runs at a time: each is a pipeline of about ten processes (~0.1 GB together), and
+    concurrent calls from a replica's threads multiplied that, for no speed-up on a small machine
+    (the pipeline's stages already run in parallel). A call that waits longer than ``timeout_s`` for
+    its turn fails like one that takes too long."""
 
     backend = "apertium"
 
     def __init__(self, pair: str, timeout_s: float = 30.0):
         self.command = ["apertium", "-u", pair]  # -u: unknown words unmarked (no '*')
         self.timeout_s = timeout_s
+        self._one_at_a_time = threading.Lock()
 
     def translate(self, text: str) -> str:
         if not text.strip():
             raise ValueError("got no text to translate")
+        if not self._one_at_a_time.acquire(timeout=self.timeout_s):
+            raise EngineFailed(f"Apertium was busy for {self.timeout_s} s")
         try:
             done = subprocess.run(
                 self.command, input=text, capture_output=True, text=True, timeout=self.timeout_s
             )
         except subprocess.TimeoutExpired:
             raise EngineFailed(f"Apertium gave no answer within {self.timeout_s} s") from None
+        finally:
+            self._one_at_a_time.release()
         if done.returncode != 0 or not done.stdout.strip():
             problem = done.stderr.strip()[:200] or "no output"
             raise EngineFailed(f"Apertium failed (exit code {done.returncode}): {problem}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -82,6 +83,22 @@ def test_apertium_failures_are_engine_failures(command, timeout_s, message):
     engine = ApertiumTranslator("eng-spa", timeout_s)
     engine.command = command
     with pytest.raises(EngineFailed, match=message):
+        engine.translate("Hello.")
+
+
+def test_apertium_runs_one_pipeline_at_a_time(tmp_path):
+    """Threads of a replica calling at once never overlap (mkdir fails if another call holds it)."""
+    engine = ApertiumTranslator("eng-spa")
+    mark = tmp_path / "running"
+    engine.command = ["sh", "-c", f"mkdir {mark} || exit 7; sleep 0.1; rmdir {mark}; echo ok"]
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(engine.translate, ["a.", "b.", "c.", "d."])) == ["ok"] * 4
+
+
+def test_apertium_gives_up_waiting_for_its_turn():
+    engine = ApertiumTranslator("eng-spa", timeout_s=0.1)
+    engine.command = ["echo", "never run"]
+    with engine._one_at_a_time, pytest.raises(EngineFailed, match="busy for 0.1 s"):
         engine.translate("Hello.")
 
 
