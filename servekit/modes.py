@@ -110,7 +110,7 @@ def run_in_mode(
         try:
             return in_child(_serve_and_measure, *job, timeout_s=timeout_s, env=env, cwd=REPO_ROOT)
         except Exception as exc:
-            raise RuntimeError(f"the {mode} run failed: {exc}") from exc
+            raise RuntimeError(f"the {mode} run failed: {type(exc).__name__}: {exc}") from exc
 
 
 def compare_modes(
