@@ -35,8 +35,6 @@ import asyncio
 import copyreg
 import json
 import os
-import pickle
-import subprocess
 import sys
 import tempfile
 import threading
@@ -44,6 +42,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from servekit.child import in_child
 from servekit.paths import REPO_ROOT
 
 MODES: dict[str, dict[str, str]] = {
@@ -102,31 +101,16 @@ def run_in_mode(
     first calls ``baseline()`` (before its cluster starts) and the result is
     ``{"baseline": baseline(), "measured": await measure(handle, url)}``.
     """
-    # Ray's cloudpickle, not the standalone one: once @serve.ingress has run, Ray's copy pickles
-    # the thread lock FastAPI keeps in its app (as a new lock), the standalone copy cannot.
-    from ray import cloudpickle
-
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; one of {sorted(MODES)}")
+    job = (app, measure, name, route_prefix, num_cpus, health_path, baseline)
     with tempfile.TemporaryDirectory(prefix="svk-") as tmp:
-        run_dir = Path(tmp)
-        job = (app, measure, name, route_prefix, num_cpus, health_path, baseline)
-        (run_dir / "job.pkl").write_bytes(cloudpickle.dumps(job))
         path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
-        env = {**os.environ, **mode_env(mode, run_dir), "PYTHONPATH": path}
-        with open(run_dir / "child.log", "w") as log:
-            proc = subprocess.run(
-                [sys.executable, "-c", "from servekit.modes import main; main()", "--child", tmp],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                timeout=timeout_s,
-                cwd=REPO_ROOT,
-            )
-        if proc.returncode != 0 or not (run_dir / "result.pkl").exists():
-            tail = (run_dir / "child.log").read_text()[-3000:]
-            raise RuntimeError(f"the {mode} run failed (exit {proc.returncode}); its log ends:\n{tail}")
-        return pickle.loads((run_dir / "result.pkl").read_bytes())
+        env = {**os.environ, **mode_env(mode, Path(tmp)), "PYTHONPATH": path}
+        try:
+            return in_child(_serve_and_measure, *job, timeout_s=timeout_s, env=env, cwd=REPO_ROOT)
+        except Exception as exc:
+            raise RuntimeError(f"the {mode} run failed: {type(exc).__name__}: {exc}") from exc
 
 
 def compare_modes(
@@ -147,11 +131,20 @@ def fresh_locks() -> None:
         copyreg.pickle(type(factory()), lambda lock, factory=factory: (factory, ()))
 
 
-def _child(run_dir: Path) -> None:
-    """The fresh process: cluster, app, measurement, then everything it started is stopped."""
+def _serve_and_measure(
+    app: Any,
+    measure: Measure,
+    name: str,
+    route_prefix: str,
+    num_cpus: int,
+    health_path: str,
+    baseline: Baseline | None,
+) -> Any:
+    """:func:`run_in_mode`'s fresh process: cluster, app, measurement, then everything it started is
+    stopped. Module-level, so that :func:`in_child` sends it by reference."""
     import ray
     import requests
-    from ray import cloudpickle, serve
+    from ray import serve
 
     from servekit.cleanup import become_subreaper, reap_leftovers
     from servekit.cluster import serve_url, start_ray, start_serve
@@ -159,10 +152,7 @@ def _child(run_dir: Path) -> None:
     from servekit.wait import wait_for
 
     become_subreaper()
-    fresh_locks()
-    app, measure, name, route_prefix, num_cpus, health_path, baseline = cloudpickle.loads(
-        (run_dir / "job.pkl").read_bytes()
-    )
+    fresh_locks()  # before serve.run pickles the app again
     before = baseline() if baseline is not None else None  # alone on the machine, no cluster yet
 
     async def main() -> Any:
@@ -184,9 +174,7 @@ def _child(run_dir: Path) -> None:
     finally:
         ray.shutdown()
         reap_leftovers()
-    if baseline is not None:
-        result = {"baseline": before, "measured": result}
-    (run_dir / "result.pkl").write_bytes(pickle.dumps(result))
+    return result if baseline is None else {"baseline": before, "measured": result}
 
 
 def _status(requests, url: str) -> int:
@@ -226,19 +214,15 @@ def compare_notebook(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("target", help="a notebook (or, internally, --child's run folder)")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("notebook", type=Path)
     parser.add_argument("--name", default="app")
     parser.add_argument("--route-prefix", default="/app")
     parser.add_argument("--app", default="app", help="an expression for the app, in the cells' namespace")
     parser.add_argument("--health-path", default="", help="a path under the prefix that answers once up")
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     args = parser.parse_args(argv)
-    if args.child:
-        _child(Path(args.target))
-        return 0
     results = compare_notebook(
-        Path(args.target),
+        args.notebook,
         args.name,
         args.route_prefix,
         app=args.app,

@@ -42,3 +42,27 @@ def test_a_child_that_dies_is_reported_with_its_stderr():
 
     with pytest.raises(ChildFailed, match="(?s)code 3.*last words"):
         in_child(dies)
+
+
+def test_the_child_gets_the_environment_and_folder_it_is_given(tmp_path, monkeypatch):
+    monkeypatch.setenv("SERVEKIT_PARENT_ONLY", "1")
+
+    def where():
+        return os.getcwd(), dict(os.environ)
+
+    cwd, env = in_child(where)
+    assert cwd == os.getcwd() and env["SERVEKIT_PARENT_ONLY"] == "1", "by default, the parent's"
+    cwd, env = in_child(where, env={"PATH": os.environ["PATH"], "SERVEKIT_CHILD": "42"}, cwd=tmp_path)
+    assert cwd == str(tmp_path)
+    assert env["SERVEKIT_CHILD"] == "42" and "SERVEKIT_PARENT_ONLY" not in env, "the whole environment"
+
+
+def test_the_functions_exception_carries_the_childs_last_lines():
+    def fails_loudly():
+        print("what the child said before it failed")
+        raise ValueError("bad value")
+
+    with pytest.raises(ValueError, match="bad value") as caught:
+        in_child(fails_loudly)
+    note = "\n".join(caught.value.__notes__)
+    assert "what the child said" in note and "ValueError: bad value" in note, note

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import pickle
 import subprocess
 import sys
 import tempfile
@@ -14,8 +13,9 @@ import psutil
 import pytest
 
 import servekit
+from servekit.child import ChildFailed, in_child
 from servekit.cpu import CpuUse, cpu_by_role, role_of
-from servekit.modes import MODES, mode_env, run_in_mode, tagged_code
+from servekit.modes import MODES, _serve_and_measure, fresh_locks, mode_env, run_in_mode, tagged_code
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSON05 = ROOT / "solutions" / "05_batching.ipynb"
@@ -142,59 +142,102 @@ class Bench:
 app = Bench.bind()
 """
 
-CHILD_REPICKLES = """
-import sys
-from ray import cloudpickle
 
-if sys.argv[2] == "fresh_locks":
-    from servekit.modes import fresh_locks
-
-    fresh_locks()
-app = cloudpickle.loads(open(sys.argv[1], "rb").read())
-cloudpickle.dumps(app)  # what serve.run does with it in run_in_mode's child
-"""
-
-
-def test_a_fastapi_app_travels_to_the_child_and_pickles_again_there(tmp_path):
-    from ray import cloudpickle
-
+def test_a_fastapi_app_travels_to_the_child_and_pickles_again_there():
     namespace: dict = {"__name__": "lesson_under_test"}
     exec(FASTAPI_INGRESS, namespace)
-    job = tmp_path / "app.pkl"
-    job.write_bytes(cloudpickle.dumps(namespace["app"]))  # as run_in_mode sends it
+
+    def repickle(app, fresh: bool) -> int:  # what serve.run does with the app in run_in_mode's child
+        from ray import cloudpickle
+
+        if fresh:
+            fresh_locks()
+        return len(cloudpickle.dumps(app))
+
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    runs = {
-        how: subprocess.run(
-            [sys.executable, "-c", CHILD_REPICKLES, str(job), how], env=env, capture_output=True
-        )
-        for how in ("as is", "fresh_locks")
-    }
-    assert b"cannot pickle '_thread.lock'" in runs["as is"].stderr, "FastAPI no longer holds a lock?"
-    assert runs["fresh_locks"].returncode == 0, runs["fresh_locks"].stderr.decode()[-2000:]
+    with pytest.raises(TypeError, match="cannot pickle '_thread.lock'"):  # FastAPI no longer holds a lock?
+        in_child(repickle, namespace["app"], False, env=env)
+    assert in_child(repickle, namespace["app"], True, env=env) > 0
 
 
-def test_run_in_mode_sends_health_path_and_baseline_to_the_child(monkeypatch):
+def test_run_in_mode_sends_the_job_and_the_modes_environment_to_the_child(monkeypatch):
     from ray import cloudpickle
 
     seen = {}
 
-    def fake_child(cmd, env, **kwargs):  # stands in for the child: reads the job, writes a result
-        run_dir = Path(cmd[-1])
-        app, measure, name, prefix, cpus, health_path, baseline = cloudpickle.loads(
-            (run_dir / "job.pkl").read_bytes()
-        )
-        seen.update(app=app, name=name, prefix=prefix, health_path=health_path, env=env)
-        (run_dir / "result.pkl").write_bytes(pickle.dumps({"baseline": baseline(), "measured": "m"}))
-        return subprocess.CompletedProcess(cmd, 0)
+    def fake_in_child(fn, *args, **options):  # stands in for the child: the job as it arrives there
+        seen.update(fn=fn, args=cloudpickle.loads(cloudpickle.dumps(args)), **options)
+        return "the result"
 
-    monkeypatch.setattr("servekit.modes.subprocess.run", fake_child)
+    monkeypatch.setattr("servekit.modes.in_child", fake_in_child)
     out = run_in_mode(
         "throughput", "the app", None, name="bench", route_prefix="/bench", health_path="/docs",
-        baseline=lambda: 42,
+        baseline=abs, timeout_s=60,
     )  # fmt: skip
-    assert out == {"baseline": 42, "measured": "m"}
-    assert seen["health_path"] == "/docs" and seen["prefix"] == "/bench" and seen["app"] == "the app"
-    assert seen["env"]["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1"
+    assert out == "the result"
+    assert seen["fn"] is _serve_and_measure and b"_serve_and_measure" in cloudpickle.dumps(_serve_and_measure)
+    assert seen["args"] == ("the app", None, "bench", "/bench", 2, "/docs", abs)
+    assert seen["timeout_s"] == 60 and seen["cwd"] == ROOT
+    assert seen["env"]["RAY_SERVE_THROUGHPUT_OPTIMIZED"] == "1" and seen["env"]["PATH"] == os.environ["PATH"]
+    assert seen["env"]["PYTHONPATH"].split(os.pathsep)[0] == str(ROOT), "the child imports this servekit"
+    assert Path(seen["env"]["RAY_SERVE_HAPROXY_SOCKET_PATH"]).parent.name.startswith("svk-")
+
+
+def test_a_failed_run_names_its_mode_and_shows_the_childs_last_lines(monkeypatch):
+    def dies(fn, *args, **options):
+        raise ChildFailed("the child process exited with code 1:\nlast words")
+
+    monkeypatch.setattr("servekit.modes.in_child", dies)
+    with pytest.raises(RuntimeError, match="(?s)the default run failed.*last words"):
+        run_in_mode("default", "the app", None)
+
+
+def test_the_child_runs_baseline_first_and_stops_everything_it_started(monkeypatch):
+    """_serve_and_measure's order, with Ray's calls replaced by records (no cluster starts)."""
+    import ray
+    from ray import serve
+
+    calls = []
+
+    def record(what, result=None):
+        return lambda *args, **kwargs: calls.append(what) or result
+
+    async def shutdown_async():
+        calls.append("serve.shutdown_async")
+
+    async def measure(handle, url):
+        calls.append(f"measure {handle} {url}")
+        return "measured"
+
+    for target, what, result in [
+        ("servekit.cleanup.become_subreaper", "become_subreaper", True),
+        ("servekit.modes.fresh_locks", "fresh_locks", None),
+        ("servekit.cluster.start_ray", "start_ray", None),
+        ("servekit.cluster.start_serve", "start_serve", None),
+        ("servekit.cluster.serve_url", "serve_url", "http://127.0.0.1:8000/bench"),
+        ("servekit.health.wait_until_healthy", "wait_until_healthy", 0.0),
+        ("servekit.wait.wait_for", "wait_for", 0.0),
+        ("servekit.cleanup.reap_leftovers", "reap_leftovers", []),
+    ]:
+        monkeypatch.setattr(target, record(what, result))
+    monkeypatch.setattr(serve, "run", record("serve.run", "handle"))
+    monkeypatch.setattr(serve, "shutdown_async", shutdown_async)
+    monkeypatch.setattr(ray, "shutdown", record("ray.shutdown"))
+    out = _serve_and_measure("app", measure, "bench", "/bench", 2, "/docs", record("baseline", 7))
+    assert out == {"baseline": 7, "measured": "measured"}
+    assert calls == [
+        "become_subreaper", "fresh_locks", "baseline", "start_ray", "start_serve", "serve.run", "serve_url",
+        "wait_until_healthy", "wait_for", "measure handle http://127.0.0.1:8000/bench",
+        "serve.shutdown_async", "ray.shutdown", "reap_leftovers",
+    ]  # fmt: skip
+
+    async def fails(handle, url):
+        raise ValueError("measure failed")
+
+    calls.clear()
+    with pytest.raises(ValueError, match="measure failed"):
+        _serve_and_measure("app", fails, "bench", "/bench", 2, "", None)
+    assert calls[-3:] == ["serve.shutdown_async", "ray.shutdown", "reap_leftovers"]
 
 
 def test_lesson06_tags_its_bench_app_and_overhead_measurement():
