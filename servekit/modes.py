@@ -38,6 +38,7 @@ import os
 import sys
 import tempfile
 import threading
+import types
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -195,10 +196,19 @@ def tagged_code(notebook: Path, tags: Sequence[str]) -> str:
 
 
 def load_cells(notebook: Path, tags: Sequence[str] = ("app-code", "measure-code")) -> dict[str, Any]:
-    """Run a notebook's code cells tagged with any of ``tags``, in order, in a fresh namespace."""
-    namespace: dict[str, Any] = {"__name__": f"lesson_{Path(notebook).stem}"}  # pickled by value
-    exec(compile(tagged_code(notebook, tags), str(notebook), "exec"), namespace)
-    return namespace
+    """Run a notebook's code cells tagged with any of ``tags``, in order, in a fresh module.
+
+    The module is a real one (in ``sys.modules``, as a kernel's ``__main__`` is) that cloudpickle
+    sends by value. Cells run in a bare dict instead gave FastAPI body models that a replica, two
+    pickles away, called "not fully defined": a 500 for every request.
+    """
+    from ray import cloudpickle
+
+    module = types.ModuleType(f"lesson_{Path(notebook).stem}")
+    sys.modules[module.__name__] = module
+    cloudpickle.register_pickle_by_value(module)
+    exec(compile(tagged_code(notebook, tags), str(notebook), "exec"), module.__dict__)
+    return module.__dict__
 
 
 def compare_notebook(
