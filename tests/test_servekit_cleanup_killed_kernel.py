@@ -107,7 +107,7 @@ def test_cleanup_stops_every_process_of_a_killed_kernels_cluster(case: str, tmp_
             assert temp_dir.name.startswith("servekit-ray-") and temp_dir.parent == Path("/tmp")
         kernel = psutil.Process(info["pid"])
         observed = [(p.pid, p.create_time()) for p in kernel.children(recursive=True)]
-        assert len(observed) >= 8, observed  # gcs, raylet, agents, monitors, controller, proxy, replica
+        assert len(observed) >= 7, observed  # gcs, raylet, two agents, controller, proxy, replica
 
         listing = subprocess.run(
             [sys.executable, "-m", "servekit.cleanup"], env=env, capture_output=True, text=True, timeout=60
