@@ -60,11 +60,14 @@ def in_child(
         env=env,
         cwd=cwd,
     )
-    tail = "\n".join(done.stderr.decode(errors="replace").strip().splitlines()[-10:])
     if done.returncode != 0 or not done.stdout:
-        raise ChildFailed(f"the child process exited with code {done.returncode}:\n{tail}")
+        raise ChildFailed(f"the child process exited with code {done.returncode}:\n{_tail(done.stderr)}")
     ok, value = pickle.loads(done.stdout)
     if not ok:
-        value.add_note(f"the child's stderr ends:\n{tail}")
+        value.add_note(f"the child's stderr ends:\n{_tail(done.stderr)}")
         raise value
     return value
+
+
+def _tail(stderr: bytes, lines: int = 10) -> str:
+    return "\n".join(stderr.decode(errors="replace").strip().splitlines()[-lines:])

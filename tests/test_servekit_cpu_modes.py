@@ -14,7 +14,7 @@ import pytest
 
 import servekit
 from servekit.child import ChildFailed, in_child
-from servekit.cleanup import alive
+from servekit.cleanup import descendants, still_running
 from servekit.cpu import CpuUse, cpu_by_role, role_of
 from servekit.modes import MODES, _serve_and_measure, fresh_locks, mode_env, run_in_mode, tagged_code
 
@@ -42,8 +42,7 @@ def test_roles_come_from_ray_process_titles(cmdline, role):
 
 def test_a_busy_child_counts_in_full_and_the_client_little():
     # cpu_by_role counts every child of this process: let an earlier test's cluster finish exiting
-    running = lambda: [p for p in psutil.Process().children(recursive=True) if alive(p)]
-    servekit.wait_for(lambda: not running(), 60, "earlier tests' child processes to exit")
+    assert not still_running(descendants, 60), "an earlier test's child processes are still running"
     busy = "import time\nend = time.process_time() + 0.4\nwhile time.process_time() < end: pass"
     with cpu_by_role() as cpu:
         subprocess.run([sys.executable, "-c", busy], check=True)
