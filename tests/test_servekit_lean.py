@@ -7,6 +7,7 @@ Run under the shared lock: ``flock /tmp/ray.lock pytest tests/test_servekit_lean
 from __future__ import annotations
 
 import contextlib
+import os
 
 import psutil
 import pytest
@@ -27,23 +28,31 @@ def test_ray_init_gets_lean_params_only_while_it_runs(monkeypatch, tmp_path):
         params = parameter.RayParams()
         seen["monitors"] = (params.no_monitor, params.include_log_monitor)
         seen["api_server_skipped"] = node.Node.start_api_server is not original_start
+        seen["arenas"] = os.environ.get("MALLOC_ARENA_MAX")
         raise RuntimeError("stop before a cluster starts")
 
     original_params, original_start = parameter.RayParams, node.Node.start_api_server
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", fake_init)
     monkeypatch.setattr(cluster, "SCRATCH", tmp_path)
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
     cases = [
-        ({}, (True, False), True),
-        ({"dashboard": True}, (True, False), False),
-        ({"lean": False}, (False, None), False),
+        ({}, (True, False), True, "2"),
+        ({"dashboard": True}, (True, False), False, "2"),
+        ({"lean": False}, (False, None), False, None),
     ]
-    for options, monitors, skipped in cases:
+    for options, monitors, skipped, arenas in cases:
         with pytest.raises(RuntimeError, match="stop before"):
             cluster.start_ray(**options)
-        assert seen == {"monitors": monitors, "api_server_skipped": skipped}, options
+        assert seen == {"monitors": monitors, "api_server_skipped": skipped, "arenas": arenas}, options
         assert parameter.RayParams is original_params, "put back, even when ray.init fails"
         assert node.Node.start_api_server is original_start
+        assert "MALLOC_ARENA_MAX" not in os.environ, "only the cluster's processes get it"
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")  # a learner's own setting wins
+    with pytest.raises(RuntimeError, match="stop before"):
+        cluster.start_ray()
+    assert seen["arenas"] == "4" and os.environ["MALLOC_ARENA_MAX"] == "4"
 
 
 def test_a_lean_cluster_runs_without_them_and_serves(serve_cluster):
@@ -57,11 +66,17 @@ def test_a_lean_cluster_runs_without_them_and_serves(serve_cluster):
     serve.run(Hello.bind(), name="lean", route_prefix="/lean")
     try:
         assert requests.get(cluster.serve_url("/lean"), timeout=30).text == "hello"
-        commands = []
+        commands, arenas = [], {}
         for process in psutil.Process().children(recursive=True):
             with contextlib.suppress(psutil.Error):  # one that exits meanwhile, or another test's zombie
                 commands.append(" ".join(process.cmdline()))
+                environ = process.environ()  # empty for Ray's agents: their new process titles overwrite it
+                if environ:
+                    arenas[process.name()] = environ.get("MALLOC_ARENA_MAX")
         assert any("gcs_server" in c for c in commands) and any("raylet" in c for c in commands)
         assert not [c for c in commands if any(f"/{name} " in c for name in LEFT_OUT)], commands
+        replicas = [name for name in arenas if name.startswith("ray::ServeReplica")]
+        assert {"gcs_server", "raylet", "ray::ServeController", "ray::ProxyActor"} <= set(arenas), arenas
+        assert replicas and set(arenas.values()) == {"2"}, arenas
     finally:
         serve.delete("lean")
