@@ -87,6 +87,33 @@ def _forget(pid: int) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+#: glibc's malloc gives each thread that allocates its own arena, up to 8 per core, and keeps
+#: freed memory in each. A Serve replica's threads (Ray's core worker, gRPC, the user-code loop,
+#: torch) leave about 30 MB per torch replica there; 2 is what Python web servers usually set.
+#: glibc reads the variable once, when a process starts: it must be there before Ray's processes are.
+MALLOC_ARENAS = ("MALLOC_ARENA_MAX", "2")
+
+
+@contextlib.contextmanager
+def _env_for_new_processes(name: str, value: str, keep_yours: bool = True) -> Iterator[None]:
+    """``name=value`` in the environment of the processes a ``ray.init`` in this block starts.
+
+    GCS, raylet and dashboard inherit it from this process, agents and workers from the raylet.
+    The variable is put back after the block, so processes this one starts later are not affected.
+    With ``keep_yours``, a value already set (by you) is kept.
+    """
+    saved = os.environ.get(name)
+    if saved is None or not keep_yours:
+        os.environ[name] = value
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = saved
+
+
 #: With "0", Ray runs in its single-machine mode (its default on macOS and Windows): the node's
 #: address stays 127.0.0.1 instead of being rewritten to the machine's, and nodes cannot be added.
 SINGLE_MACHINE_VAR = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
@@ -106,17 +133,13 @@ def _single_machine_mode() -> Iterator[None]:
     """
     from ray._private import ray_constants
 
-    saved_env, saved_flag = os.environ.get(SINGLE_MACHINE_VAR), ray_constants.ENABLE_RAY_CLUSTER
-    os.environ[SINGLE_MACHINE_VAR] = "0"
+    saved_flag = ray_constants.ENABLE_RAY_CLUSTER
     ray_constants.ENABLE_RAY_CLUSTER = False
     try:
-        yield
+        with _env_for_new_processes(SINGLE_MACHINE_VAR, "0", keep_yours=False):
+            yield
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = saved_flag
-        if saved_env is None:
-            os.environ.pop(SINGLE_MACHINE_VAR, None)
-        else:
-            os.environ[SINGLE_MACHINE_VAR] = saved_env
 
 
 @contextlib.contextmanager
@@ -150,30 +173,6 @@ def _without_idle_helpers(api_server: bool) -> Iterator[None]:
     finally:
         parameter.RayParams = base
         node.Node.start_api_server = saved_start  # type: ignore[method-assign]
-
-
-#: glibc's malloc gives each thread that allocates its own arena, up to 8 per core, and keeps
-#: freed memory in each. A Serve replica's threads (Ray's core worker, gRPC, the user-code loop,
-#: torch) leave about 30 MB per torch replica there; 2 is what Python web servers usually set.
-MALLOC_ARENAS = ("MALLOC_ARENA_MAX", "2")
-
-
-@contextlib.contextmanager
-def _env_for_new_processes(name: str, value: str) -> Iterator[None]:
-    """``name=value`` in the environment of the processes a ``ray.init`` in this block starts.
-
-    glibc reads the variable once, when a process starts: GCS, raylet and dashboard inherit it from
-    this process, agents and workers from the raylet. This process's own malloc is long set up, and
-    the variable is put back after the block, so processes it starts later are not affected. A
-    value you set yourself is kept.
-    """
-    saved = os.environ.get(name)
-    os.environ.setdefault(name, value)
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop(name, None)
 
 
 _NO_PRESTART = {"enable_worker_prestart": False, "prestart_worker_first_driver": False}
