@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import sys
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -67,6 +69,23 @@ def train_linear_head(x: torch.Tensor, y: torch.Tensor, l2: float) -> dict[str, 
     return {**pooler, "classifier.weight": linear.weight.detach(), "classifier.bias": linear.bias.detach()}
 
 
+@contextlib.contextmanager
+def sources_only() -> Iterator[None]:
+    """No ``.pyc`` files written while a model from code is logged: a version stores its sources only.
+
+    ``log_model`` imports the model's file from the folder it is about to upload (to check the input
+    example), after it has cleared ``__pycache__`` there; Python would write
+    ``__pycache__/sentiment_model.cpython-311.pyc`` into the version unless ``PYTHONDONTWRITEBYTECODE``
+    happens to be set. So whether a version held 8 or 9 files depended on the machine.
+    """
+    before = sys.dont_write_bytecode
+    sys.dont_write_bytecode = True
+    try:
+        yield
+    finally:
+        sys.dont_write_bytecode = before
+
+
 def log_head_version(
     head_file: Path, params: dict, run_name: str, metrics: dict | None = None, name: str = "sentiment"
 ) -> int:
@@ -79,7 +98,7 @@ def log_head_version(
 
     # spelled out: without them MLflow infers them by importing the model in a subprocess (seconds)
     requirements = [f"{p}=={metadata.version(p).split('+')[0]}" for p in PACKAGES]
-    with mlflow.start_run(run_name=run_name):
+    with mlflow.start_run(run_name=run_name), sources_only():
         mlflow.log_params(params)
         mlflow.log_metrics(metrics or {})
         info = mlflow.pyfunc.log_model(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 
 import mlflow
 import pytest
@@ -100,3 +101,35 @@ def test_a_signature_that_refuses_the_input_is_a_short_422(registry):
 def test_only_alias_uris_are_served(registry):
     with pytest.raises(ValueError, match="models:/name@alias"):
         load_alias("models:/sentiment/1")
+
+
+def test_a_logged_version_holds_its_sources_only(tmp_path, monkeypatch):
+    """Lesson 07 lists a version's files: exactly these, with or without PYTHONDONTWRITEBYTECODE.
+
+    ``log_model`` imports the model's code from the folder it uploads; without the course's guard
+    Python writes ``__pycache__/sentiment_model.cpython-311.pyc`` into the version (a fresh clone
+    logged 9 files where the stored output shows 8)."""
+    from course_apps.sentiment_training import SHIPPED_HEAD, log_head_version
+
+    previous = mlflow.get_tracking_uri()
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)  # as in a fresh shell
+    try:
+        make_registry(tmp_path)
+        number = log_head_version(SHIPPED_HEAD, {"l2": 0.0}, run_name="sources-only")
+        source = mlflow.MlflowClient().get_model_version("sentiment", number).source
+    finally:
+        mlflow.set_tracking_uri(previous)
+    folder = tmp_path / "artifacts" / "models" / source.removeprefix("models:/")
+    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    assert files == [
+        "artifacts/MLmodel",
+        "artifacts/artifacts/head.safetensors",
+        "artifacts/conda.yaml",
+        "artifacts/input_example.json",
+        "artifacts/python_env.yaml",
+        "artifacts/requirements.txt",
+        "artifacts/sentiment_model.py",
+        "artifacts/serving_input_example.json",
+    ], files
+    assert sys.dont_write_bytecode is False, "logging must give the interpreter's setting back"
