@@ -28,6 +28,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +41,18 @@ HOST = "127.0.0.1"
 #: Faster node-failure detection than Ray's default (a missed health check every 3 s, 5 in a row):
 #: the GCS declares a node dead after about 3 x 1 s, so a drill fits in seconds.
 FAST_NODE_FAILURE = {"RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "3"}
+#: A port is chosen free, then bound by the node seconds later: another program (a second notebook, a
+#: parallel test run) can take it in between. A node that exits because of that is started again on a
+#: port the OS picks, at most this many times in all.
+START_ATTEMPTS = 3
+
+
+class NodeExited(RuntimeError):
+    """A node's ``ray start`` process exited while the cluster waited for it (its log says why)."""
+
+
+class PortTaken(RuntimeError):
+    """A node could not bind a port because another process holds it."""
 
 
 def _bin(name: str) -> str:
@@ -112,18 +125,54 @@ class LocalCluster:
         """Start a worker node that joins this cluster; returns once the cluster counts it alive."""
         if name in self.nodes and self.nodes[name].running():
             raise ValueError(f"node {name!r} is running already")
-        metrics_port = free_port(0)
-        args = [
-            f"--address={self.address}",
-            f"--num-cpus={num_cpus}",
-            f"--resources={json.dumps(resources or {})}",
-            "--dashboard-agent-listen-port=0",  # the head's agent holds the default port 52365
-            f"--metrics-export-port={metrics_port}",
-        ]
-        node = self._start(name, args, metrics_port, num_cpus, resources or {})
-        self.wait_for_nodes(timeout_s=timeout_s)
+        ports = {"metrics-export-port": free_port(0)}
+
+        def args() -> list[str]:
+            return [
+                f"--address={self.address}",
+                f"--num-cpus={num_cpus}",
+                f"--resources={json.dumps(resources or {})}",
+                "--dashboard-agent-listen-port=0",  # the head's agent holds the default port 52365
+                f"--metrics-export-port={ports['metrics-export-port']}",
+            ]
+
+        node = self._start_bound(name, ports, args, num_cpus, resources or {}, timeout_s)
         self._record()
         return node
+
+    def _start_bound(
+        self,
+        name: str,
+        ports: dict[str, int],
+        args: Callable[[], list[str]],
+        num_cpus: float,
+        resources: dict,
+        timeout_s: float,
+        fixed: frozenset[str] = frozenset(),
+    ) -> Node:
+        """Start node ``name`` with ``args()`` and wait until the cluster counts it alive. When it exits
+        because another process took one of its ``ports`` (flag -> port) meanwhile, start it again with a
+        port the OS picks (``ports`` is updated in place), unless the port is one of ``fixed`` (the
+        caller chose it), at most :data:`START_ATTEMPTS` times in all."""
+        for attempt in range(1, START_ATTEMPTS + 1):
+            node = self._start(name, args(), ports["metrics-export-port"], num_cpus, resources)
+            try:
+                self.wait_for_nodes(1 if name == "head" else None, timeout_s=timeout_s)
+                return node
+            except NodeExited as exc:
+                self.stop_node(name)  # what of it is left, by PID
+                taken = {flag: port for flag, port in ports.items() if free_port(port) != port}
+                if not taken:
+                    raise
+                said = ", ".join(f"--{flag}={port}" for flag, port in taken.items())
+                if attempt == START_ATTEMPTS or taken.keys() & fixed:
+                    raise PortTaken(
+                        f"node {name!r} exited: another process holds {said} (tried {attempt} time(s)); "
+                        f"see {self.log_dir / (name + '.log')}"
+                    ) from exc
+                print(f"Port(s) {said} taken by another process meanwhile; starting {name!r} on others.")
+                ports.update({flag: free_port(0) for flag in taken})
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _start(self, name: str, args: list[str], metrics_port: int, num_cpus: float, resources: dict) -> Node:
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - the node process keeps it
@@ -140,6 +189,15 @@ class LocalCluster:
         from servekit.cleanup import record_cluster
 
         self.registry = record_cluster(self.temp_dir, str((self.temp_dir / "session_latest").resolve()))
+
+    def _last_error(self, name: str) -> str:
+        """The last line of a node's log that names an error (Ray's traceback ends with it)."""
+        try:
+            lines = (self.log_dir / f"{name}.log").read_text(errors="replace").splitlines()
+        except (OSError, TypeError):
+            return "no log"
+        errors = [line.strip() for line in lines if "Error" in line or "error" in line]
+        return errors[-1][:300] if errors else "no error in its log"
 
     def alive_nodes(self) -> list[dict]:
         """The nodes the cluster counts alive, from the dashboard's state API (token sent)."""
@@ -166,7 +224,9 @@ class LocalCluster:
                 alive = []
             exited = [n.name for n in self.nodes.values() if not n.running() and not n.stopped]
             if exited:
-                raise RuntimeError(f"node(s) {exited} exited; see {self.log_dir}")
+                raise NodeExited(
+                    f"node(s) {exited} exited: {self._last_error(exited[0])}; see {self.log_dir}"
+                )
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{len(alive)} node(s) alive after {timeout_s:.0f} s, wanted {want}")
             time.sleep(0.25)
@@ -260,33 +320,33 @@ def start_cluster(
     log_dir = temp_dir / "ray_start_logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     token = secrets.token_hex(16)
-    gcs_port, dashboard_port = free_port(6380), free_port(8265)
-    metrics_port = metrics_port or free_port(0)
-    env = {
-        "RAY_AUTH_MODE": "token",  # both, in every process: see the module's docstring
-        "RAY_AUTH_TOKEN": token,
-        "RAY_DASHBOARD_ADDRESS": f"http://{HOST}:{dashboard_port}",  # the serve CLI's default --address
-        **(extra_env or {}),
-    }
-    # This process is the cluster's first client: a driver it starts (ray.init) must find the token
-    # and the mode in its environment before Ray is imported, and so must what that driver launches.
-    os.environ.update(env)
-    cluster = LocalCluster(temp_dir, gcs_port, dashboard_port, token, env, log_dir=log_dir)
-    args = [
-        "--head",
-        f"--port={gcs_port}",
-        f"--num-cpus={num_cpus}",
-        f"--resources={json.dumps(resources or {})}",
-        f"--temp-dir={temp_dir}",
-        f"--object-store-memory={object_store_mb * 1024 * 1024}",
-        "--include-dashboard=true",
-        f"--dashboard-host={HOST}",
-        f"--dashboard-port={dashboard_port}",
-        f"--metrics-export-port={metrics_port}",
-    ]
-    cluster._start("head", args, metrics_port, num_cpus, resources or {})
+    ports = {"port": free_port(6380), "dashboard-port": free_port(8265)}
+    ports["metrics-export-port"] = metrics_port or free_port(0)
+    env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, **(extra_env or {})}  # see the docstring
+    cluster = LocalCluster(temp_dir, ports["port"], ports["dashboard-port"], token, env, log_dir=log_dir)
+
+    def args() -> list[str]:
+        cluster.gcs_port, cluster.dashboard_port = ports["port"], ports["dashboard-port"]
+        env["RAY_DASHBOARD_ADDRESS"] = cluster.dashboard_url  # the serve CLI's default --address
+        # This process is the cluster's first client: a driver it starts (ray.init) must find the token
+        # and the mode in its environment before Ray is imported, and so must what that driver launches.
+        os.environ.update(env)
+        return [
+            "--head",
+            f"--port={ports['port']}",
+            f"--num-cpus={num_cpus}",
+            f"--resources={json.dumps(resources or {})}",
+            f"--temp-dir={temp_dir}",
+            f"--object-store-memory={object_store_mb * 1024 * 1024}",
+            "--include-dashboard=true",
+            f"--dashboard-host={HOST}",
+            f"--dashboard-port={ports['dashboard-port']}",
+            f"--metrics-export-port={ports['metrics-export-port']}",
+        ]
+
+    fixed = frozenset({"metrics-export-port"} if metrics_port else ())
     try:
-        cluster.wait_for_nodes(1, timeout_s=timeout_s)
+        cluster._start_bound("head", ports, args, num_cpus, resources or {}, timeout_s, fixed)
         cluster._record()
     except BaseException:
         cluster.stop()

@@ -75,3 +75,60 @@ def test_stop_leaves_no_process():
         os.environ.update(saved)
     left = [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
     assert not left and not c.registry.exists()
+
+
+@pytest.fixture
+def dashboard_port_raced(monkeypatch):
+    """A port that is free when start_cluster chooses its dashboard port and taken when the head binds
+    it, as when a second notebook or test run starts a cluster at the same moment: ``free_port(8265)``
+    answers a port this test then holds with a listening socket. Yields that port."""
+    import socket
+
+    import servekit.ray_cluster as ray_cluster
+
+    saved = dict(os.environ)
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    real = ray_cluster.free_port
+    monkeypatch.setattr(
+        ray_cluster,
+        "free_port",
+        lambda preferred=8000, host="127.0.0.1": port if preferred == 8265 else real(preferred, host),
+    )
+    try:
+        yield port
+    finally:
+        holder.close()
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def test_a_port_taken_between_choice_and_bind_is_replaced(dashboard_port_raced, capsys):
+    c = start_cluster(num_cpus=1)
+    try:
+        assert c.dashboard_port != dashboard_port_raced
+        assert (
+            os.environ["RAY_DASHBOARD_ADDRESS"] == c.dashboard_url == f"http://127.0.0.1:{c.dashboard_port}"
+        )
+        headers = {"Authorization": f"Bearer {c.token}"}
+        assert requests.get(f"{c.dashboard_url}/api/serve/applications/", headers=headers, timeout=10).ok
+        assert len(c.alive_nodes()) == 1
+        said = capsys.readouterr().out
+        assert f"--dashboard-port={dashboard_port_raced} taken by another process" in said, said
+    finally:
+        c.stop()
+
+
+def test_a_port_taken_on_the_last_try_is_named_in_the_error(dashboard_port_raced, monkeypatch):
+    import servekit.ray_cluster as ray_cluster
+
+    monkeypatch.setattr(ray_cluster, "START_ATTEMPTS", 1)
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    with pytest.raises(
+        ray_cluster.PortTaken, match=f"another process holds --dashboard-port={dashboard_port_raced}"
+    ):
+        start_cluster(num_cpus=1)
+    left = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+    assert not cleanup.still_running(lambda: left, 10), "the failed head leaves nothing running"
