@@ -18,7 +18,7 @@ def sanitize(text: str) -> str:
 def test_every_section_parses():
     # nbval silently skips a pair whose "replace:" lacks its space; count them all.
     sections = re.findall(r"^\[.+\]$", CFG.read_text(), re.M)
-    assert len(PATTERNS) == len(sections) == 13
+    assert len(PATTERNS) == len(sections) == 15
 
 
 def test_serve_shutdown_noise_is_dropped_whether_or_not_it_arrives():
@@ -74,3 +74,25 @@ def test_meaningful_output_is_left_alone():
         "ray           2.60.0      2.60.0\n",
     ):
         assert sanitize(text) == text
+
+
+def test_the_ray_temp_dir_reads_the_same_at_a_short_and_a_long_checkout_path():
+    # servekit.ray_temp_dir(): scratch/ray in the checkout, or its own /tmp folder where the checkout's
+    # path is too long for Ray's Unix sockets; a stored output must not depend on which one a clone got.
+    flags = "ray start --head --port=<PORT> --temp-dir={} --object-store-memory=104857600"
+    short = flags.format("/work/main/scratch/ray")
+    stored = flags.format("<repo>/scratch/ray")
+    long = flags.format("/tmp/servekit-ray-k2x_9qz")
+    expected = flags.format("<RAY_TEMP_DIR>")
+    assert sanitize(short) == sanitize(stored) == sanitize(long) == expected
+    # the folder's own files keep their names, and other paths are left alone
+    assert sanitize("/tmp/servekit-ray-abc/session_latest") == "<RAY_TEMP_DIR>/session_latest"
+    assert sanitize("/work/main/scratch/raynbow.txt /tmp/other") == "/work/main/scratch/raynbow.txt /tmp/other"
+
+
+def test_a_node_port_taken_meanwhile_does_not_change_the_comparison():
+    raced = (
+        "Port(s) --dashboard-port=8265 taken by another process meanwhile; starting 'head' on others.\n"
+        "head node up: True\n"
+    )
+    assert sanitize(raced) == sanitize("head node up: True\n") == "head node up: True\n"
