@@ -14,6 +14,7 @@ import secrets
 import shutil
 import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,6 +47,29 @@ def free_port(preferred: int = 8000, host: str = "127.0.0.1") -> int:
                 continue
             return s.getsockname()[1]
     raise OSError("no free TCP port found")  # pragma: no cover - the OS always has one
+
+
+@contextlib.contextmanager
+def machine_lock(name: str, timeout_s: float = 120, poll_s: float = 0.05) -> Iterator[bool]:
+    """Hold a lock shared by every process on this machine while the block runs; yields whether it got
+    it. The lock is an abstract Unix socket named ``name``: no file is left anywhere, and the kernel
+    frees it when the holder exits, even by SIGKILL. After ``timeout_s`` the block runs without it
+    (a lesson must not hang on a stuck neighbour)."""
+    lock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    deadline = time.monotonic() + timeout_s
+    held = False
+    try:
+        while not held:
+            try:
+                lock.bind("\0" + name)
+                held = True
+            except OSError:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(poll_s)
+        yield held
+    finally:
+        lock.close()
 
 
 def ray_temp_dir() -> Path:
@@ -289,13 +313,19 @@ def start_serve(port: int = 8000, access_log: bool = True) -> int:
     """
     from ray import serve
 
-    chosen = free_port(port)
-    if chosen != port:
-        print(f"Port {port} is busy (another notebook's Ray cluster?); Serve listens on {chosen} instead.")
-    quiet_ray_logging()  # importing ray.serve for the first time resets its logger to INFO
-    serve.start(
-        http_options={"host": "127.0.0.1", "port": chosen}, logging_config={"enable_access_log": access_log}
-    )
+    # Two notebooks (or test runs) starting Serve at the same moment would both find 8000 free and the
+    # second proxy would fail to bind it: choosing the port and binding it happen under one lock.
+    with machine_lock("servekit-serve-port"):
+        chosen = free_port(port)
+        if chosen != port:
+            print(
+                f"Port {port} is busy (another notebook's Ray cluster?); Serve listens on {chosen} instead."
+            )
+        quiet_ray_logging()  # importing ray.serve for the first time resets its logger to INFO
+        serve.start(  # returns once the proxy is up, i.e. listening on the port
+            http_options={"host": "127.0.0.1", "port": chosen},
+            logging_config={"enable_access_log": access_log},
+        )
     _state["port"] = chosen
     quiet_ray_logging()
     return chosen

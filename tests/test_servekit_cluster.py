@@ -248,3 +248,67 @@ def test_start_ray_can_skip_prestarted_idle_workers(monkeypatch, tmp_path):
         assert config.get("enable_worker_prestart", True) is expected
         assert config.get("prestart_worker_first_driver", True) is expected
         assert config["enable_output_error_log_if_still_retry"] is False, "the quiet setting stays"
+
+
+def test_machine_lock_is_held_by_one_process_at_a_time_and_freed_by_a_kill():
+    name = f"servekit-test-{os.getpid()}"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"from servekit.cluster import machine_lock\nwith machine_lock({name!r}):\n"
+            "    print('held', flush=True)\n    import time; time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with cluster.machine_lock(name, timeout_s=0.5) as got:
+            assert not got, "another process holds it"
+        holder.kill()  # SIGKILL: no cleanup code runs, and no file is left to go stale
+        holder.wait()
+        t0 = time.monotonic()
+        with cluster.machine_lock(name, timeout_s=5) as got:
+            assert got and time.monotonic() - t0 < 1
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_two_serve_starts_at_the_same_moment_get_two_ports(monkeypatch):
+    """Serve's proxy binds its port inside serve.start, a moment after the port was found free: two
+    notebooks starting Serve together must not both choose it. serve.start is replaced by a stand-in
+    that binds the port 0.3 s later, as the proxy does."""
+    import threading
+
+    from ray import serve
+
+    listening: list[socket.socket] = []
+    failed: list[int] = []
+
+    def fake_start(http_options, logging_config):
+        time.sleep(0.3)
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", http_options["port"]))
+            s.listen()
+            listening.append(s)
+        except OSError:
+            failed.append(http_options["port"])
+            s.close()
+
+    monkeypatch.setattr(serve, "start", fake_start)
+    wanted = cluster.free_port(0)
+    chosen: list[int] = []
+    threads = [threading.Thread(target=lambda: chosen.append(cluster.start_serve(wanted))) for _ in range(2)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert wanted in chosen and len(set(chosen)) == 2 and not failed, (chosen, failed)
+    finally:
+        for s in listening:
+            s.close()
+        cluster._state.pop("port", None)
