@@ -97,9 +97,9 @@ L09 = [
         "the model takes seconds), longer for a node, which must first be declared dead.",
         "Recovery takes a health-check period or two plus the new replica's start (on 2 busy cores, loading "
         "the model takes seconds), and two drills wait before that start: a dead node must first be declared "
-        "dead, and a replica that failed its health check is stopped *gracefully*, its running requests "
-        "finished (up to `graceful_shutdown_timeout_s`, 20 s by default; `RAY_SERVE_FORCE_STOP_UNHEALTHY_"
-        "REPLICAS=1` kills it instead), holding its CPU meanwhile. After drill 2 the three replicas fill the "
+        "dead, and a replica that failed its health check keeps its CPU while it is stopped gracefully "
+        "(up to `graceful_shutdown_timeout_s`, 20 s by default; `RAY_SERVE_FORCE_STOP_UNHEALTHY_REPLICAS=1` "
+        "kills it instead). After drill 2 the three replicas fill the "
         "head's 3 CPUs, so the replacement can only start once the unhealthy replica is gone: compare the "
         "`recovered in` times, and do not expect the node drill to be the slowest.",
     ),
@@ -107,7 +107,7 @@ L09 = [
     # than strictly necessary under a burst (ray/serve/_private/router.py:235-250).
     (
         "A 503 does not say *when* to come back.",
-        "Count the 200s: usually fewer than `max_ongoing_requests` + `max_queued_requests` = 6. The proxy "
+        "Count the 200s: often fewer than `max_ongoing_requests` + `max_queued_requests` = 6. The proxy "
         "counts a request as queued until a replica has taken it, so when 20 arrive at once it refuses some "
         "that would have found room a moment later (Ray's router says so in a comment, in "
         "`ray/serve/_private/router.py`); the check asserts lower bounds only.\n\n"
