@@ -30,6 +30,7 @@ from servekit.probe import error_text, probe
 from servekit.ray_cluster import LocalCluster, start_cluster
 from servekit.retry import RetryingSender, with_retries
 from servekit.rollout import deploy_config, replica_ids, wait_for_async
+from servekit.source import show_source
 from servekit.uvicorn_server import UvicornFailed, serve_with_uvicorn
 from servekit.wait import WaitTimeout, wait_for
 
@@ -80,6 +81,7 @@ __all__ = [
     "serve_url",
     "serve_with_uvicorn",
     "UvicornFailed",
+    "show_source",
     "shutdown",
     "start_mlflow_server",
     "start_ray",
