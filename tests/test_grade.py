@@ -8,9 +8,13 @@ own Ray cluster (about 3 minutes for the capstone fixtures, 2 for lesson 01's tw
 from __future__ import annotations
 
 import ast
+import contextlib
 import csv
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -313,17 +317,39 @@ def _descendants() -> set[int]:
 
 
 def _grading_dirs() -> set[str]:
-    """The grader's work folders and the kit's /tmp session folders."""
-    return {str(p) for p in [*(SCRATCH / "grading").glob("*"), *Path("/tmp").glob("servekit-ray-*")]}
+    """The grader's work folders and the kit's stale /tmp session folders (whose cluster is gone: a live
+    one may be another run's on this machine)."""
+    from servekit.cleanup import stale_temp_dirs
+
+    return {str(p) for p in [*(SCRATCH / "grading").glob("*"), *stale_temp_dirs()]}
+
+
+@contextlib.contextmanager
+def cpu_burner(seconds: float):
+    """Other work on the machine: one busy-looping process per two cores, each ending by itself after
+    ``seconds`` and stopped by PID when the block ends (a grade must not depend on how busy it is)."""
+    loop = f"import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end:\n    pass\n"
+    burners = [
+        subprocess.Popen([sys.executable, "-c", loop]) for _ in range(max(1, (os.cpu_count() or 2) // 2))
+    ]
+    try:
+        yield burners
+    finally:
+        for p in burners:
+            p.kill()
+            p.wait()
 
 
 @pytest.fixture(scope="module")
 def capstone_reports(tmp_path_factory):
-    """Grade the fixture folder once (the whole-notebook limit small, for the infinite loop)."""
+    """Grade the fixture folder once (the whole-notebook limit small, for the infinite loop), with the
+    machine kept busy by a CPU burner the whole time."""
     out = tmp_path_factory.mktemp("capstone-grades")
-    before, dirs = _descendants(), _grading_dirs()
-    limits = grade.Limits(timeout_s=LOOP_LIMIT_S, cell_timeout_s=LOOP_LIMIT_S, grace_s=8)
-    reports = {r.student: r for r in grade.grade_folder(FIXTURES, "10", out, limits)}
+    with cpu_burner(seconds=900) as burners:
+        before, dirs = _descendants(), _grading_dirs()
+        limits = grade.Limits(timeout_s=LOOP_LIMIT_S, cell_timeout_s=LOOP_LIMIT_S, grace_s=8)
+        reports = {r.student: r for r in grade.grade_folder(FIXTURES, "10", out, limits)}
+        assert all(p.poll() is None for p in burners), "the machine was busy through the whole folder run"
     assert _descendants() <= before, "a grading run left processes behind"
     assert _grading_dirs() <= dirs, "a grading run left its work folder behind"
     return out, reports
@@ -351,6 +377,10 @@ def test_capstone_details(capstone_reports):
     assert reports["capstone_cheat"].flagged and reports["capstone_cheat"].score == 0
     crash = reports["capstone_crash"].execution["error"]
     assert crash["ename"] == "KeyError"
+    for name in ("capstone_ok", "capstone_crash", "capstone_wrong_answer"):  # their app stays up
+        assert reports[name].execution["app_ready"]["ready"], (name, reports[name].execution)
+    down = reports["capstone_app_down"].execution["app_ready"]
+    assert not down["ready"] and down["waited_s"] == 0, down  # deleted: nothing to wait for
     loop = reports["capstone_infinite_loop"]
     assert loop.execution.get("timed_out") and f"{LOOP_LIMIT_S} s limit" in loop.execution["error"]["evalue"]
     assert loop.seconds < LOOP_LIMIT_S + 60, "the loop stopped at the limit, then checks and cleanup ran"

@@ -82,12 +82,14 @@ def test_the_ray_temp_dir_reads_the_same_at_a_short_and_a_long_checkout_path():
     flags = "ray start --head --port=<PORT> --temp-dir={} --object-store-memory=104857600"
     short = flags.format("/work/main/scratch/ray")
     stored = flags.format("<repo>/scratch/ray")
-    long = flags.format("/tmp/servekit-ray-k2x_9qz")
+    long = flags.format("/tmp/servekit-ray-1a2b3c4d-k2x_9qz")
     expected = flags.format("<RAY_TEMP_DIR>")
     assert sanitize(short) == sanitize(stored) == sanitize(long) == expected
     # the folder's own files keep their names, and other paths are left alone
-    assert sanitize("/tmp/servekit-ray-abc/session_latest") == "<RAY_TEMP_DIR>/session_latest"
-    assert sanitize("/work/main/scratch/raynbow.txt /tmp/other") == "/work/main/scratch/raynbow.txt /tmp/other"
+    assert sanitize("/tmp/servekit-ray-1a2b3c4d-abc/session_latest") == "<RAY_TEMP_DIR>/session_latest"
+    assert (
+        sanitize("/work/main/scratch/raynbow.txt /tmp/other") == "/work/main/scratch/raynbow.txt /tmp/other"
+    )
 
 
 def test_a_node_port_taken_meanwhile_does_not_change_the_comparison():

@@ -25,6 +25,7 @@ class Limits:
     cleanup_timeout_s: int = 120  # each cleanup cell
     startup_timeout_s: int = 120  # the kernel's start
     probe_timeout_s: int = 60
+    ready_timeout_s: int = 60  # after the probe, for the apps to answer over HTTP before the checks
     grace_s: float = 10.0  # for processes to exit after the submission's cleanup
     kill_margin_s: float = 30.0  # past a limit, before the grader kills a kernel that ignores interrupts
 

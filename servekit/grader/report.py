@@ -72,6 +72,16 @@ class Report:
                 )
             for err in ex.get("cleanup_errors", []):
                 lines.append(f"- Cleanup cell {err['cell']} failed: `{err['ename']}: {err['evalue']}`")
+            ready = ex.get("app_ready") or {}
+            if ready.get("ready"):
+                lines.append(f"- The app answered over HTTP {ready['waited_s']:.1f} s after the check point.")
+            elif ready.get("waited_s"):
+                lines.append(
+                    f"- The app did not answer over HTTP within {ready['waited_s']:.0f} s of the check point"
+                    f" ({ready.get('why', '')}); the checks ran anyway."
+                )
+            elif ready:
+                lines.append(f"- At the check point {ready.get('why', 'no app was reported')}.")
             if ex.get("killed"):
                 lines.append(f"- {ex['killed']}")
         else:

@@ -21,6 +21,7 @@ from servekit.grader.job import Limits, make_job, make_workdir, worker_env
 from servekit.grader.notebook import cleanup_cells, code_source, fingerprint, integrity_findings
 from servekit.grader.probe import parse_probe
 from servekit.grader.processes import fallback_dirs, submission_processes, teardown
+from servekit.grader.ready import wait_until_serving
 from servekit.grader.report import CheckResult, Report
 from servekit.grader.rubric import CLEANUP_CHECK, GRADING_DIR, Live, assignment_id, load_checks, load_rubric
 from servekit.grader.worker import Channel
@@ -109,7 +110,8 @@ class _Run:
 
     def ray_dirs(self) -> list[Path]:
         """The submission's Ray session folders: its scratch/ray and the fallbacks that appeared."""
-        return [self.workdir / "scratch" / "ray", *sorted(fallback_dirs() - self.fallbacks_before)]
+        scratch = self.workdir / "scratch"
+        return [scratch / "ray", *sorted(fallback_dirs(scratch) - self.fallbacks_before)]
 
     def send(self, line: str) -> None:
         """One line to the worker: the job, then ``go`` past the check point and the cleanup."""
@@ -136,7 +138,7 @@ def _run_and_check(
     protected = [grading_dir, *GRADER_FILES]
     hashes = fingerprint(protected)
     before = {p.pid for p in psutil.Process().children(recursive=True)}
-    fallbacks_before = fallback_dirs()
+    fallbacks_before = fallback_dirs(workdir / "scratch")
     log = (workdir / "worker.log").open("w")
     worker = subprocess.Popen(
         [sys.executable, "-m", "servekit.grader.worker"],
@@ -200,6 +202,7 @@ def _drive(run: _Run, job: dict[str, Any], stop_cells: list[int]) -> dict[str, R
     live = run.live = Live(
         parse_probe(live_msg.get("probe"), live_msg["state"]), run.workdir, code_source(run.nb)
     )
+    ready = report.execution["app_ready"] = wait_until_serving(live, limits.ready_timeout_s)
     results.update(run_checks(run.checks, live, run.rubric))
     run.send("go")
     cleaned = channel.wait(
@@ -210,7 +213,7 @@ def _drive(run: _Run, job: dict[str, Any], stop_cells: list[int]) -> dict[str, R
         report.execution["killed"] = "the cleanup cells did not finish in time; the grader stopped the kernel"
         results[CLEANUP_CHECK] = (False, "the cleanup cells did not finish in time", 0.0)
         return results
-    report.execution = dict(cleaned["state"])
+    report.execution = dict(cleaned["state"]) | {"app_ready": ready}
     ray_dirs = run.ray_dirs()
     results[CLEANUP_CHECK] = cleanup_check(
         stop_cells, lambda: submission_processes(run.before, exclude, ray_dirs), limits.grace_s, t0, live
