@@ -15,9 +15,6 @@ import pytest
 
 from servekit.cleanup import become_subreaper, reap_leftovers, remove_stale
 
-# The canary notebook must fail; tests/test_nbval_canary.py runs it on purpose.
-collect_ignore_glob = ["tests/canary/*"]
-
 
 def pytest_configure(config: pytest.Config) -> None:
     become_subreaper()
