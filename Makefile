@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.installed
 # (make test NB=solutions/03_scaling.ipynb). The nbval flags live in pyproject.toml (addopts).
 NB ?= notebooks solutions tests
 
-.PHONY: lab test setup system-deps notebooks execute bench train clean
+.PHONY: lab test test-fast setup system-deps notebooks execute bench train clean
 
 # The lab's root is the repository (README, data/ and solutions/ open from the file browser, as on
 # Binder), and it opens on the first lesson. Containers and many GPU boxes run as root, where
@@ -25,6 +25,11 @@ lab: setup
 
 test: setup
 	$(BIN)/python -m pytest --durations=0 $(NB)
+
+# The inner loop: the unit tier only (no cluster, kernel or server; each test's tier is in the root
+# conftest.py), about 70 s on 2 cores. make test runs these too, with the live and notebook tiers.
+test-fast: setup
+	$(BIN)/python -m pytest -m unit --durations=10 tests
 
 setup: $(STAMP) system-deps
 
