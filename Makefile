@@ -23,8 +23,9 @@ LAB_ARGS = --ServerApp.root_dir="$(CURDIR)" $(if $(filter 0,$(shell id -u)),--al
 lab: setup
 	$(BIN)/jupyter lab $(LAB_ARGS)
 
+# Every run ends with its 20 slowest items and the seconds each notebook's cells took (conftest.py).
 test: setup
-	$(BIN)/python -m pytest --durations=0 $(NB)
+	$(BIN)/python -m pytest --durations=20 $(NB)
 
 # The inner loop: the unit tier only (no cluster, kernel or server; each test's tier is in the root
 # conftest.py), about 70 s on 2 cores. make test runs these too, with the live and notebook tiers.

@@ -13,10 +13,15 @@ When the last cell of a notebook has run and nbval has shut its kernel down, eve
 descendant still alive is a leftover: we stop it by PID (never by name, which would hit a
 learner's other Ray clusters) and fail the notebook's last cell, so a leak cannot pass. Then the
 session folders in /tmp and the registry files of clusters that are gone are removed.
+
+A notebook that "passed in 0 s" fails too: its cells' run times are summed, and a total under
+NOTEBOOK_FLOOR_S (every course notebook starts Ray, ~15 s at the least) means it ran nothing real.
+The sums are printed at the end of the run, one line per notebook.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -118,11 +123,14 @@ MODULE_TIERS: dict[str, str | dict[str, list[str]]] = {
     "test_style.py": "unit",
     "test_suite_hooks.py": "unit",
 }
+NOTEBOOK_FLOOR_S = 1.0
+_CLOCK = pytest.StashKey["NotebookClock"]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
     for tier in TIERS:
         config.addinivalue_line("markers", f"{tier}: test tier (see the root conftest.py)")
+    config.stash[_CLOCK] = NotebookClock()
     become_subreaper()
 
 
@@ -162,6 +170,51 @@ def _is_notebook_item(item: pytest.Item) -> bool:
     return item.path.suffix == ".ipynb"
 
 
+def _notebook(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
+class NotebookClock:
+    """Each notebook's cell run times, summed; a notebook whose cells took under ``floor_s`` in all ran
+    nothing real. Notebooks that already failed, or ran only in part (-k, -m), are not judged."""
+
+    def __init__(self, floor_s: float = NOTEBOOK_FLOOR_S) -> None:
+        self.floor_s = floor_s
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.failed: set[str] = set()
+        self.partial: set[str] = set()
+
+    def record(self, notebook: str, when: str, duration: float, failed: bool) -> None:
+        if when == "call":
+            self.seconds[notebook] += duration
+        if failed:
+            self.failed.add(notebook)
+
+    def too_fast(self, notebook: str) -> str | None:
+        """Why this notebook fails the floor, or None."""
+        total = self.seconds.get(notebook, 0.0)
+        if notebook in self.failed or notebook in self.partial or total >= self.floor_s:
+            return None
+        return (
+            f"{notebook}: its cells ran {total:.2f} s in all, under the {self.floor_s:g} s floor: a course "
+            "notebook starts Ray, so it ran nothing (every cell skipped? an empty notebook?)"
+        )
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _is_notebook_item(item):
+            item.config.stash[_CLOCK].partial.add(_notebook(item.nodeid))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    if _is_notebook_item(item):
+        item.config.stash[_CLOCK].record(_notebook(item.nodeid), report.when, report.duration, report.failed)
+    return report
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
     result = yield  # nbval's collector teardown (kernel shutdown) runs inside this when the notebook ends
@@ -176,4 +229,15 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
             f"(stopped them by PID): {', '.join(names)}",
             pytrace=False,
         )
+    too_fast = item.config.stash[_CLOCK].too_fast(_notebook(item.nodeid))
+    if too_fast:
+        raise pytest.fail.Exception(too_fast, pytrace=False)
     return result
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    seconds = config.stash[_CLOCK].seconds
+    if seconds:
+        terminalreporter.write_sep("=", "seconds per notebook (its cells' run time)")
+        for notebook, total in sorted(seconds.items(), key=lambda kv: -kv[1]):
+            terminalreporter.write_line(f"{total:8.1f}  {notebook}")
