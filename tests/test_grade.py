@@ -162,9 +162,8 @@ def test_command_on_a_folder(tmp_path, capsys):
 
 
 class FakeLive(grade.Live):
-    def __init__(self, kernel, workdir, source="", answers=None):
+    def __init__(self, kernel, workdir, source=""):
         super().__init__(kernel, workdir, source)
-        self.answers = answers or {}
 
     def post(self, route, body=None, raw=None, **kwargs):
         raise OSError("connection refused")
