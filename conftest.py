@@ -53,6 +53,7 @@ MODULE_TIERS: dict[str, str | dict[str, list[str]]] = {
     },
     "test_fuzz_lesson09.py": "live",
     "test_fuzz_lessons.py": "live",
+    "test_grader_ready.py": "unit",
     "test_grade.py": {
         "unit": [
             "test_fixtures_match_their_generator",
