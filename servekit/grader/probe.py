@@ -15,9 +15,9 @@ _PROBE_TEMPLATE = """
 async def __grader_probe():
     import json as __grader_json, sys as __grader_sys
     out = {{}}
-    try:
-        import servekit.cluster as __grader_cluster
-        out["port"] = __grader_cluster._state.get("port")
+    try:  # the port servekit.start_serve chose; None when the notebook did not import servekit
+        __grader_kit = __grader_sys.modules.get("servekit")
+        out["port"] = __grader_kit.serve_port() if __grader_kit is not None else None
     except Exception as exc:
         out["port_error"] = repr(exc)
     try:
