@@ -12,7 +12,7 @@ from servekit.grader.checks import count_names as _count_names
 from servekit.grader.cli import find_submissions, grade_folder, main
 from servekit.grader.job import Limits
 from servekit.grader.notebook import cleanup_cells, code_source, fingerprint, integrity_findings
-from servekit.grader.probe import probe_code
+from servekit.grader.probe import MAX_PROBE_CHARS, parse_probe, probe_code, probe_text
 from servekit.grader.report import INTEGRITY_PENALTY, CheckResult, Report, write_gradebook
 from servekit.grader.rubric import (
     CLEANUP_CHECK,
@@ -29,6 +29,7 @@ __all__ = [
     "CLEANUP_CHECK",
     "GRADING_DIR",
     "INTEGRITY_PENALTY",
+    "MAX_PROBE_CHARS",
     "CheckResult",
     "Limits",
     "Live",
@@ -46,7 +47,9 @@ __all__ = [
     "load_checks",
     "load_rubric",
     "main",
+    "parse_probe",
     "probe_code",
+    "probe_text",
     "write_gradebook",
 ]
 

@@ -245,6 +245,84 @@ def _notebook(path: Path, *cells: str, cleanup: str = "print('bye')") -> Path:
     return path
 
 
+def _run_worker(tmp_path: Path, *cells: str, probe: str = "pass", cleanup: str = "print('bye')") -> dict:
+    """The worker's notebook run, in this process, on a tiny notebook (a real kernel, no Ray), with
+    ``probe`` as the checks' PROBE: the messages it sent, by phase."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from servekit.grader import job, worker
+
+    nb = nbformat.read(_notebook(tmp_path / "nb.ipynb", *cells, cleanup=cleanup), as_version=4)
+    limits = grade.Limits(timeout_s=60, probe_timeout_s=60)
+    work = job.make_job(nb, tmp_path, grade.cleanup_cells(nb), SimpleNamespace(PROBE=probe), limits)
+    sent: dict = {}
+    asyncio.run(worker._run_notebook(work, lambda phase, **data: sent.setdefault(phase, data), lambda: None))
+    return sent
+
+
+def _probe_seen(sent: dict) -> dict:
+    return grade.parse_probe(sent["live"]["probe"], sent["live"]["state"])
+
+
+# A thread that prints a live status line without newlines, every 2 ms while the injected cell runs.
+STATUS_THREAD = """
+import threading, time
+stop = threading.Event()
+def status():
+    while not stop.is_set():
+        if '__grader_probe' in globals():
+            print('status...', end='', flush=True)
+        time.sleep(0.002)
+threading.Thread(target=status, daemon=True).start()
+"""
+
+
+def test_probe_output_is_found_after_a_threads_status_line(tmp_path):
+    """The nonce lands in the middle of a line of the thread's output: the JSON after it is still read,
+    and the probe finds no port without failing (the notebook did not import servekit)."""
+    slow = (  # the thread prints meanwhile
+        "import asyncio, sys\nawait asyncio.sleep(0.3)\nout['answer'] = 42\n"
+        "out['kit_imported'] = 'servekit' in sys.modules"
+    )
+    sent = _run_worker(tmp_path, STATUS_THREAD, probe=slow, cleanup="stop.set()")
+    seen = _probe_seen(sent)
+    assert seen.get("answer") == 42, seen
+    assert seen["port"] is None and "port_error" not in seen
+    assert seen["kit_imported"] is False, "the probe imported servekit into the submission's kernel"
+
+
+def test_probe_text_anywhere_in_the_stream():
+    nonce = "N0NCE"
+    found = [
+        grade.parse_probe(grade.probe_text(text, nonce), {})
+        for text in (
+            f'{nonce}{{"a": 1}}\n',
+            f'status...status...{nonce}{{"a": 1}}status...\nstatus...',  # mid-line, text right after
+            f'status...\n{nonce}{{"a": 1, "s": "}}{nonce}"}}\n\n',
+        )
+    ]
+    assert [d.get("a") for d in found] == [1, 1, 1], found
+    assert grade.probe_text("status...\n", nonce) is None
+    assert "probe_missing" in grade.parse_probe(grade.probe_text("no json " + nonce + " {", nonce), {})
+    big = nonce + json.dumps({"x": "y" * grade.MAX_PROBE_CHARS})
+    assert len(grade.probe_text(big, nonce)) == grade.MAX_PROBE_CHARS
+    assert "probe_missing" in grade.parse_probe(grade.probe_text(big, nonce), {})
+
+
+def test_probe_reads_the_port_start_serve_chose(tmp_path):
+    """Through ``servekit.serve_port()``: Serve's own start is replaced here (no Ray), the port is the
+    kit's choice."""
+    start = (
+        "import servekit\nfrom ray import serve\nserve.start = lambda **kw: None\n"
+        "chosen = servekit.start_serve(servekit.free_port(18123))"
+    )
+    sent = _run_worker(tmp_path, start, probe="out['chosen'] = chosen")
+    seen = _probe_seen(sent)
+    assert seen["port"] == seen["chosen"] and isinstance(seen["port"], int), seen
+    assert "._state" not in grade.probe_code(object(), "N"), "the probe reads the kit's private state"
+
+
 def test_kernel_that_ignores_interrupts_is_killed_at_the_limit(tmp_path):
     """No Ray: a cell that ignores SIGINT cannot be interrupted; the grader kills the kernel at the
     limit plus its margin, fails every check with that reason, and leaves nothing running."""

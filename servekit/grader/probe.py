@@ -70,11 +70,23 @@ def probe_code(checks: ModuleType, nonce: str) -> str:
     return _PROBE_TEMPLATE.format(extra=extra, nonce=nonce)
 
 
+def probe_text(printed: str, nonce: str) -> str | None:
+    """What the injected cell printed after ``nonce`` (at most ``MAX_PROBE_CHARS``), wherever the nonce
+    is: a thread of the submission may print a status line without a newline just before it, or more
+    text right after the JSON. None if the nonce is not there."""
+    at = printed.find(nonce)
+    if at < 0:
+        return None
+    start = at + len(nonce)
+    return printed[start : start + MAX_PROBE_CHARS]
+
+
 def parse_probe(text: str | None, state: dict) -> dict:
+    """The JSON object at the start of ``text`` (from :func:`probe_text`; what follows it is ignored)."""
     if not text:
         return {"probe_missing": state.get("probe_error", "the injected cell printed nothing")}
     try:
-        data = json.loads(text)
+        data, _ = json.JSONDecoder().raw_decode(text)
     except ValueError:
         return {"probe_missing": "the injected cell's output was not JSON"}
     return (
