@@ -11,7 +11,13 @@ import sys
 from servekit.grader.checks import count_names as _count_names
 from servekit.grader.cli import find_submissions, grade_folder, main
 from servekit.grader.job import Limits
-from servekit.grader.notebook import cleanup_cells, code_source, fingerprint, integrity_findings
+from servekit.grader.notebook import (
+    cleanup_cells,
+    cleanup_notes,
+    code_source,
+    fingerprint,
+    integrity_findings,
+)
 from servekit.grader.probe import MAX_PROBE_CHARS, parse_probe, probe_code, probe_text
 from servekit.grader.report import INTEGRITY_PENALTY, CheckResult, Report, write_gradebook
 from servekit.grader.rubric import (
@@ -38,6 +44,7 @@ __all__ = [
     "assignment_id",
     "available_assignments",
     "cleanup_cells",
+    "cleanup_notes",
     "code_source",
     "find_submissions",
     "fingerprint",

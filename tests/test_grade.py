@@ -110,6 +110,34 @@ def test_cleanup_cells_rules():
     assert grade.cleanup_cells(nbformat.v4.new_notebook(cells=[code("a")])) == []
 
 
+def test_cleanup_starts_at_the_last_group_of_tagged_cells():
+    """A cleanup cell copied to the top is an ordinary cell; the cleanup is the last tagged cells (with
+    what follows them, such as scratch work at the end); a later ``## Cleanup`` heading wins."""
+    code = nbformat.v4.new_code_cell
+    md = nbformat.v4.new_markdown_cell
+
+    def tagged(source="serve.shutdown()"):
+        return code(source, metadata={"tags": ["cleanup"]})
+
+    def rule(*cells):
+        nb = nbformat.v4.new_notebook(cells=list(cells))
+        return grade.cleanup_cells(nb), grade.cleanup_notes(nb, grade.cleanup_cells(nb))
+
+    cells, notes = rule(tagged(), code("app"), tagged(), tagged("ray.shutdown()"))
+    assert (
+        cells == [2, 3]
+        and len(notes) == 1
+        and notes[0].startswith("Cell 0 tagged `cleanup` ran in order before")
+    )
+    cells, notes = rule(code("app"), tagged(), code("# nothing"), tagged(), code("requests.post(url)"))
+    assert cells == [1, 2, 3, 4] and notes == [
+        "Cell 4, not tagged `cleanup`, ran after the checks with the cleanup cells (from cell 1 on)."
+    ]
+    assert rule(tagged(), code("app"), md("## Cleanup"), code("ray.shutdown()"))[0] == [3]
+    assert rule(code("app"), tagged(), md("## Clean-up"), tagged())[0] == [1, 3]
+    assert rule(code("app"), md("## Cleanup"), code("serve.shutdown()"))[1] == []
+
+
 def test_integrity_scan():
     code = nbformat.v4.new_code_cell
 
@@ -321,6 +349,30 @@ def test_probe_reads_the_port_start_serve_chose(tmp_path):
     seen = _probe_seen(sent)
     assert seen["port"] == seen["chosen"] and isinstance(seen["port"], int), seen
     assert "._state" not in grade.probe_code(object(), "N"), "the probe reads the kit's private state"
+
+
+def test_report_says_which_cells_ran_before_and_after_the_checks(tmp_path):
+    """No Ray: an early cell tagged cleanup runs in order, so the checks see what the cells after it
+    made (the CAPSTONE dict here); the report lists the cells on each side of the checks."""
+    code = nbformat.v4.new_code_cell
+    cells = [
+        code("print('stop an earlier run')", metadata={"tags": ["cleanup"]}),
+        code("CAPSTONE = {'app': 'early', 'route': '/early'}"),
+        code("print('bye')", metadata={"tags": ["cleanup"]}),
+        code("print('scratch work')"),
+    ]
+    path = tmp_path / "early.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), path)
+    report = grade.grade_submission(path, "10", tmp_path / "out", grade.Limits(timeout_s=30, grace_s=1))
+    reasons = {c.id: c.reason for c in report.checks}
+    assert "no application 'early'" in reasons["app_running"], reasons["app_running"]
+    ex = report.execution
+    assert (ex["before_checks"], ex["after_checks"], ex["cleanup_cells"]) == ([0, 1], [2, 3], [2, 3])
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "Before the checks, code cells 0-1 ran, in order." in text
+    assert "After the checks, the cleanup cells 2-3 ran." in text
+    assert "Cell 0 tagged `cleanup` ran in order before the checks" in text
+    assert "Cell 3, not tagged `cleanup`, ran after the checks" in text
 
 
 def test_kernel_that_ignores_interrupts_is_killed_at_the_limit(tmp_path):

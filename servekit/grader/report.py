@@ -55,7 +55,12 @@ class Report:
         ex = self.execution
         lines += ["## Running the notebook", ""]
         if ex.get("ran"):
-            lines.append(f"- {ex.get('cells_run', 0)} code cells ran before the checks.")
+            if ex.get("before_checks"):
+                lines.append(
+                    f"- Before the checks, code cells {_cell_ranges(ex['before_checks'])} ran, in order."
+                )
+            else:
+                lines.append(f"- {ex.get('cells_run', 0)} code cells ran before the checks.")
             if ex.get("error"):
                 err = ex["error"]
                 lines.append(
@@ -70,6 +75,9 @@ class Report:
                     f"- Cell {err['cell']} raised `{err['ename']}: {err['evalue']}`"
                     " (tagged `raises-exception`, so the notebook went on)."
                 )
+            if ex.get("after_checks"):
+                lines.append(f"- After the checks, the cleanup cells {_cell_ranges(ex['after_checks'])} ran.")
+            lines += [f"- {note}" for note in ex.get("cleanup_notes", [])]
             for err in ex.get("cleanup_errors", []):
                 lines.append(f"- Cleanup cell {err['cell']} failed: `{err['ename']}: {err['evalue']}`")
             if ex.get("killed"):
@@ -89,6 +97,17 @@ class Report:
         if not self.teardown_clean:
             lines += ["", "**Warning:** the grader could not stop every process; see report.json."]
         return "\n".join(lines) + "\n"
+
+
+def _cell_ranges(indices: list[int]) -> str:
+    """``[0, 1, 2, 5]`` -> ``"0-2, 5"``."""
+    runs: list[list[int]] = []
+    for i in indices:
+        if runs and i == runs[-1][-1] + 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
 
 
 def write_gradebook(reports: list[Report], path: Path) -> None:

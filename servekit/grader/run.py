@@ -18,7 +18,13 @@ import psutil
 from servekit.cleanup import become_subreaper
 from servekit.grader.checks import Result, cleanup_check, run_checks
 from servekit.grader.job import Limits, make_job, make_workdir, worker_env
-from servekit.grader.notebook import cleanup_cells, code_source, fingerprint, integrity_findings
+from servekit.grader.notebook import (
+    cleanup_cells,
+    cleanup_notes,
+    code_source,
+    fingerprint,
+    integrity_findings,
+)
 from servekit.grader.probe import parse_probe
 from servekit.grader.processes import fallback_dirs, submission_processes, teardown
 from servekit.grader.report import CheckResult, Report
@@ -150,7 +156,10 @@ def _run_and_check(
     )
     run = _Run(worker, workdir, before, fallbacks_before, nb, checks, rubric, limits, report)
     try:
-        return _drive(run, job, stop_cells)
+        results = _drive(run, job, stop_cells)
+        report.execution["cleanup_cells"] = stop_cells
+        report.execution["cleanup_notes"] = cleanup_notes(nb, stop_cells)
+        return results
     finally:
         stopped = teardown(worker, run.kernel_pid, before, run.ray_dirs(), report, run.finished)
         found = run.live.leftovers if run.live is not None else []

@@ -112,7 +112,14 @@ async def _run_notebook(
         record_timing=False,
         resources={"metadata": {"path": job["workdir"]}},
     )
-    state: dict[str, Any] = {"ran": True, "cells_run": 0, "error": None}
+    # before_checks, after_checks: the cells run on each side of the checks, in order
+    state: dict[str, Any] = {
+        "ran": True,
+        "cells_run": 0,
+        "error": None,
+        "before_checks": [],
+        "after_checks": [],
+    }
     async with client.async_setup_kernel():
         send("started", kernel_pid=getattr(client.km.provisioner, "pid", None))
         deadline[0] = time.monotonic() + job["timeout_s"]
@@ -145,6 +152,7 @@ async def _run_cells(
             state.setdefault("skipped", []).append(i)
             continue
         send("cell", index=i, done=state["cells_run"])
+        state["before_checks"].append(i)
         try:
             await client.async_execute_cell(cell, i)
             state["cells_run"] += 1
@@ -196,6 +204,7 @@ async def _run_cleanup(client: Any, nb: Any, cleanup: list[int], state: dict[str
     state["cleanup_errors"] = []
     for i in cleanup:
         nb.cells[i].metadata["grader"] = "cleanup"
+        state["after_checks"].append(i)
         try:
             await client.async_execute_cell(nb.cells[i], i)
         except _cell_errors() as exc:
