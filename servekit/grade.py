@@ -19,7 +19,7 @@ from servekit.grader.notebook import (
     integrity_findings,
 )
 from servekit.grader.probe import MAX_PROBE_CHARS, parse_probe, probe_code, probe_text
-from servekit.grader.report import INTEGRITY_PENALTY, CheckResult, Report, write_gradebook
+from servekit.grader.report import INTEGRITY_PENALTY, CheckResult, Report, printable, write_gradebook
 from servekit.grader.rubric import (
     CLEANUP_CHECK,
     GRADING_DIR,
@@ -55,6 +55,7 @@ __all__ = [
     "load_rubric",
     "main",
     "parse_probe",
+    "printable",
     "probe_code",
     "probe_text",
     "write_gradebook",

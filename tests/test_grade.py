@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import csv
 import json
+import os
 import re
 from pathlib import Path
 
@@ -245,6 +246,13 @@ def test_report_markdown_and_gradebook(tmp_path):
     grade.write_gradebook([report], tmp_path / "gradebook.csv")
     rows = list(csv.DictReader((tmp_path / "gradebook.csv").open()))
     assert rows[0]["student"] == "alice" and rows[0]["a"] == "10" and rows[0]["b"] == "0"
+    # A kernel's JSON may carry a lone surrogate (an exception message, say): written escaped.
+    report.execution["error"]["evalue"] = "bad \udcff byte"
+    report.notebook = "odd \udcff.ipynb"
+    report.write(tmp_path / "odd")
+    assert "bad \\udcff byte" in (tmp_path / "odd" / "report.md").read_text(encoding="utf-8")
+    grade.write_gradebook([report], tmp_path / "gradebook.csv")
+    assert "odd \\udcff.ipynb" in (tmp_path / "gradebook.csv").read_text(encoding="utf-8")
 
 
 def test_count_names():
@@ -260,6 +268,36 @@ def test_find_submissions(tmp_path):
     (tmp_path / ".ipynb_checkpoints" / "x.ipynb").write_text("{}")
     found = grade.find_submissions(tmp_path, "10")
     assert [(s, p.name) for s, p in found] == [("alice", "alice.ipynb"), ("bob", "10_capstone.ipynb")]
+
+
+def test_printable_names():
+    assert grade.printable(os.fsdecode(b"stud\xffent")) == "stud\\xffent"
+    assert grade.printable("al\nice\u00e9") == "al\\nice\u00e9"
+    assert grade.printable("\ud800") == "\\ud800"  # a lone surrogate that no file system gave
+
+
+def test_a_grader_failure_on_one_submission_does_not_stop_the_folder(tmp_path, monkeypatch, capsys):
+    """The last resort: an exception from grading one submission (a grader bug) is reported for that
+    submission, and the next is graded."""
+    from servekit.grader import cli
+
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    for name in ("alice", "mallory"):
+        (subs / f"{name}.ipynb").write_text((FIXTURES / "capstone_cheat.ipynb").read_text())
+    real = cli.grade_submission
+
+    def buggy(nb, *args):
+        if nb.stem == "alice":
+            raise RuntimeError("a grader bug")
+        return real(nb, *args)
+
+    monkeypatch.setattr(cli, "grade_submission", buggy)
+    reports = grade.grade_folder(subs, "10", tmp_path / "out")
+    assert [r.student for r in reports] == ["alice", "mallory"] and reports[1].flagged
+    assert "a grader bug" in reports[0].not_gradeable and reports[0].score == 0
+    assert "RuntimeError: a grader bug" in (tmp_path / "out" / "alice" / "report.md").read_text()
+    assert "a grader bug" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- a kernel, no Ray
@@ -373,6 +411,49 @@ def test_report_says_which_cells_ran_before_and_after_the_checks(tmp_path):
     assert "After the checks, the cleanup cells 2-3 ran." in text
     assert "Cell 0 tagged `cleanup` ran in order before the checks" in text
     assert "Cell 3, not tagged `cleanup`, ran after the checks" in text
+
+
+def test_malformed_submissions_get_a_report_each_and_the_rest_are_graded(tmp_path):
+    """A code cell without ``source``, a file that is not JSON, a file and a folder whose names are not
+    UTF-8: each gets its own "not gradeable" report, with a printable name in the gradebook, and the
+    command (its output strict UTF-8, as in a terminal) grades the next submission."""
+    import subprocess
+    import sys
+
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    ok = nbformat.writes(nbformat.read(_notebook(tmp_path / "ok.ipynb", "x = 1"), as_version=4))
+    broken = json.loads(ok)
+    del broken["cells"][0]["source"]
+    (subs / "a_no_source.ipynb").write_text(json.dumps(broken))
+    (subs / "b_not_json.ipynb").write_text("{")
+    raw = os.fsencode(subs)
+    with open(os.path.join(raw, b"c_stud\xffent.ipynb"), "w") as f:
+        f.write(ok)
+    os.mkdir(os.path.join(raw, b"e_\xfffolder"))
+    with open(os.path.join(raw, b"e_\xfffolder", b"10_capstone.ipynb"), "w") as f:
+        f.write(ok)
+    (subs / "d_ok.ipynb").write_text(ok)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "servekit.grade", str(subs), "--assignment", "10", "--out", str(out)]
+    env = os.environ | {"PYTHONIOENCODING": "utf-8:strict"}  # as in a UTF-8 terminal
+    done = subprocess.run(cmd, capture_output=True, timeout=300, env=env, cwd=REPO_ROOT)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+    why = {
+        "a_no_source": "the file breaks the notebook format: 'source' is a required property (at cells[0])",
+        "b_not_json": "not a readable notebook: NotJSONError",
+        "c_stud\\xffent": "its name, c_stud\\xffent, is not valid UTF-8 text",
+        "e_\\xfffolder": "its name, e_\\xfffolder, is not valid UTF-8 text",
+    }
+    for student, reason in why.items():
+        report = json.loads((out / student / "report.json").read_text())
+        assert report["score"] == 0 and report["not_gradeable"].startswith(reason), report["not_gradeable"]
+        assert f"not gradeable: {reason}" in (out / student / "report.md").read_text(encoding="utf-8")
+    rows = {r["student"]: r for r in csv.DictReader((out / "gradebook.csv").open(encoding="utf-8"))}
+    assert set(rows) == {*why, "d_ok"}
+    assert rows["d_ok"]["not_gradeable"] == "" and rows["d_ok"][grade.CLEANUP_CHECK] == "15", rows["d_ok"]
+    assert all(rows[s]["not_gradeable"].startswith(reason) for s, reason in why.items())
+    assert "c_stud\\xffent: 0/100  NOT GRADEABLE" in done.stdout.decode()
 
 
 def test_kernel_that_ignores_interrupts_is_killed_at_the_limit(tmp_path):

@@ -9,6 +9,21 @@ import tokenize
 from pathlib import Path
 
 
+def notebook_problem(nb: dict) -> str | None:
+    """Why the notebook format's schema rejects ``nb`` (nbformat reads some broken files, such as a
+    code cell without ``source``, that the grader cannot run), or None."""
+    import nbformat
+
+    try:
+        nbformat.validate(nb)
+    except nbformat.ValidationError as exc:
+        where = ""
+        for part in exc.absolute_path:
+            where += f"[{part}]" if isinstance(part, int) else (f".{part}" if where else str(part))
+        return f"{exc.message} (at {where or 'the top level'})"
+    return None
+
+
 def _source(cell: dict) -> str:
     return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
 
