@@ -28,6 +28,10 @@ SUBMISSIONS is one notebook or a folder with one per student (``alice.ipynb`` or
    Ray cluster found in the submission's session folder), then checks that nothing is left;
 5. writes ``report.json`` and ``report.md`` per submission (and ``gradebook.csv`` for a folder).
 
+A submission that cannot be graded at all (a name that is not UTF-8 text, a file that nbformat
+cannot read or that the notebook format's schema rejects) is not run: its report says "not
+gradeable" and why, it scores 0, and the folder's other submissions are graded.
+
 Points come from ``grading/rubric_NN.json``; each check is all or nothing. Integrity: a
 submission whose code names the hidden checks or the grader, or that changes their files while
 it runs, is flagged and its score is set to 0 (a penalty, for every assignment); the report
