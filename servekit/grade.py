@@ -18,7 +18,7 @@ from servekit.grader.notebook import (
     fingerprint,
     integrity_findings,
 )
-from servekit.grader.probe import MAX_PROBE_CHARS, parse_probe, probe_code, probe_text
+from servekit.grader.probe import MAX_PROBE_CHARS, parse_probe, probe_code, probe_output, probe_text
 from servekit.grader.report import INTEGRITY_PENALTY, CheckResult, Report, printable, write_gradebook
 from servekit.grader.rubric import (
     CLEANUP_CHECK,
@@ -57,6 +57,7 @@ __all__ = [
     "parse_probe",
     "printable",
     "probe_code",
+    "probe_output",
     "probe_text",
     "write_gradebook",
 ]

@@ -370,6 +370,12 @@ def test_probe_text_anywhere_in_the_stream():
     ]
     assert [d.get("a") for d in found] == [1, 1, 1], found
     assert grade.probe_text("status...\n", nonce) is None
+    stream = [
+        {"output_type": "stream", "name": "stdout", "text": f'status...{nonce}{{"a": '},
+        {"output_type": "stream", "name": "stderr", "text": "10%|#"},  # a progress bar, between the two
+        {"output_type": "stream", "name": "stdout", "text": "1}\nstatus..."},
+    ]
+    assert grade.parse_probe(grade.probe_output(stream, nonce), {}) == {"a": 1}
     assert "probe_missing" in grade.parse_probe(grade.probe_text("no json " + nonce + " {", nonce), {})
     big = nonce + json.dumps({"x": "y" * grade.MAX_PROBE_CHARS})
     assert len(grade.probe_text(big, nonce)) == grade.MAX_PROBE_CHARS

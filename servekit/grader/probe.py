@@ -81,6 +81,21 @@ def probe_text(printed: str, nonce: str) -> str | None:
     return printed[start : start + MAX_PROBE_CHARS]
 
 
+def probe_output(outputs: list[dict], nonce: str) -> str | None:
+    """:func:`probe_text` of the injected cell's stream outputs. Long output may arrive in several
+    messages: each stream's are joined on their own (a thread's stderr between two stdout messages must
+    not split the JSON), stdout first, where the cell prints."""
+    printed: dict[str, str] = {"stdout": ""}
+    for out in outputs:
+        if out.get("output_type") == "stream":
+            name = str(out.get("name", ""))
+            printed[name] = printed.get(name, "") + str(out.get("text", ""))
+    for text in printed.values():
+        if (found := probe_text(text, nonce)) is not None:
+            return found
+    return None
+
+
 def parse_probe(text: str | None, state: dict) -> dict:
     """The JSON object at the start of ``text`` (from :func:`probe_text`; what follows it is ignored)."""
     if not text:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from servekit.grader.probe import probe_text
+from servekit.grader.probe import probe_output
 
 
 class Channel:
@@ -180,23 +180,12 @@ async def _run_probe(client: Any, nb: Any, job: dict[str, Any], state: dict[str,
 
     probe = nbformat.v4.new_code_cell(job["probe"], metadata={"grader": "probe"})
     nb.cells.append(probe)
-    probe_result: str | None = None
     try:
         await client.async_execute_cell(probe, len(nb.cells) - 1)
     except Exception as exc:  # noqa: BLE001 - reported, the checks then fail with this reason
         state["probe_error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
-    # Long output may arrive in several stream messages: join them, each stream on its own (a thread's
-    # stderr must not split the JSON), stdout first, where the injected cell prints.
-    printed: dict[str, str] = {"stdout": ""}
-    for out in probe.outputs:
-        if out.get("output_type") == "stream":
-            name = str(out.get("name", ""))
-            printed[name] = printed.get(name, "") + str(out.get("text", ""))
-    for text in printed.values():
-        if (probe_result := probe_text(text, job["nonce"])) is not None:
-            break
     nb.cells.pop()
-    return probe_result
+    return probe_output(probe.outputs, job["nonce"])
 
 
 async def _run_cleanup(client: Any, nb: Any, cleanup: list[int], state: dict[str, Any]) -> None:
