@@ -341,6 +341,12 @@ def start_serve(port: int = 8000, access_log: bool = True) -> int:
     return chosen
 
 
+def serve_port() -> int | None:
+    """The port ``start_serve`` chose in this process, or None before it (or after ``shutdown``)."""
+    port = _state.get("port")
+    return port if isinstance(port, int) else None
+
+
 def serve_url(route_prefix: str = "/") -> str:
     """The HTTP address of an app, on the port ``start_serve`` chose."""
     port = _state.get("port", 8000)

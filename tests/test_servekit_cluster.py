@@ -27,6 +27,27 @@ def test_free_port_prefers_the_asked_port_and_avoids_a_busy_one():
     assert cluster.free_port(busy) == busy  # free again once the listener closed
 
 
+def test_serve_port_is_the_port_start_serve_chose(monkeypatch):
+    """``servekit.serve_port()``: None before ``start_serve``, then the port it chose (not the one asked
+    for when that one is busy), None again after ``shutdown``."""
+    from ray import serve
+
+    import servekit
+
+    asked = []
+    monkeypatch.setattr(serve, "start", lambda http_options, **kw: asked.append(http_options["port"]))
+    monkeypatch.setattr(cluster, "_state", {})
+    assert servekit.serve_port() is None
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        busy = s.getsockname()[1]
+        chosen = servekit.start_serve(busy)
+    assert chosen != busy and servekit.serve_port() == chosen == asked[0]
+    cluster.shutdown()  # no Ray running here: it only forgets the port
+    assert servekit.serve_port() is None
+
+
 def test_ray_temp_dir_stays_under_scratch_when_short(monkeypatch):
     short = Path(tempfile.mkdtemp(prefix="sk-", dir="/tmp"))
     try:

@@ -15,9 +15,9 @@ _PROBE_TEMPLATE = """
 async def __grader_probe():
     import json as __grader_json, sys as __grader_sys
     out = {{}}
-    try:
-        import servekit.cluster as __grader_cluster
-        out["port"] = __grader_cluster._state.get("port")
+    try:  # the port servekit.start_serve chose; None when the notebook did not import servekit
+        __grader_kit = __grader_sys.modules.get("servekit")
+        out["port"] = __grader_kit.serve_port() if __grader_kit is not None else None
     except Exception as exc:
         out["port_error"] = repr(exc)
     try:
@@ -78,11 +78,38 @@ def probe_code(checks: ModuleType, nonce: str) -> str:
     return _PROBE_TEMPLATE.format(extra=extra, nonce=nonce)
 
 
+def probe_text(printed: str, nonce: str) -> str | None:
+    """What the injected cell printed after ``nonce`` (at most ``MAX_PROBE_CHARS``), wherever the nonce
+    is: a thread of the submission may print a status line without a newline just before it, or more
+    text right after the JSON. None if the nonce is not there."""
+    at = printed.find(nonce)
+    if at < 0:
+        return None
+    start = at + len(nonce)
+    return printed[start : start + MAX_PROBE_CHARS]
+
+
+def probe_output(outputs: list[dict], nonce: str) -> str | None:
+    """:func:`probe_text` of the injected cell's stream outputs. Long output may arrive in several
+    messages: each stream's are joined on their own (a thread's stderr between two stdout messages must
+    not split the JSON), stdout first, where the cell prints."""
+    printed: dict[str, str] = {"stdout": ""}
+    for out in outputs:
+        if out.get("output_type") == "stream":
+            name = str(out.get("name", ""))
+            printed[name] = printed.get(name, "") + str(out.get("text", ""))
+    for text in printed.values():
+        if (found := probe_text(text, nonce)) is not None:
+            return found
+    return None
+
+
 def parse_probe(text: str | None, state: dict) -> dict:
+    """The JSON object at the start of ``text`` (from :func:`probe_text`; what follows it is ignored)."""
     if not text:
         return {"probe_missing": state.get("probe_error", "the injected cell printed nothing")}
     try:
-        data = json.loads(text)
+        data, _ = json.JSONDecoder().raw_decode(text)
     except ValueError:
         return {"probe_missing": "the injected cell's output was not JSON"}
     return (
