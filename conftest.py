@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from servekit import nbval_noise
 from servekit.cleanup import become_subreaper, reap_leftovers, remove_stale
 
 TIERS = ("unit", "live", "notebook")
@@ -125,6 +126,7 @@ MODULE_TIERS: dict[str, str | dict[str, list[str]]] = {
     "test_servekit_mlflow_server.py": "live",
     "test_servekit_models.py": "unit",
     "test_servekit_prom.py": "unit",
+    "test_servekit_node_start.py": "unit",
     "test_servekit_ray_cluster.py": "live",
     "test_servekit_retry.py": "unit",
     "test_servekit_rollout.py": "unit",
@@ -142,6 +144,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{tier}: test tier (see the root conftest.py)")
     config.stash[_CLOCK] = NotebookClock()
     become_subreaper()
+    nbval_noise.install()  # a stream the sanitizer empties entirely is no output (its docstring)
 
 
 def tier_of(path: Path, function: str, marked: set[str]) -> set[str]:
