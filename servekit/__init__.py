@@ -13,6 +13,7 @@ from servekit.cluster import (
     free_port,
     quiet_ray_logging,
     ray_temp_dir,
+    serve_port,
     serve_url,
     shutdown,
     start_ray,
@@ -30,6 +31,7 @@ from servekit.probe import error_text, probe
 from servekit.ray_cluster import LocalCluster, start_cluster
 from servekit.retry import RetryingSender, with_retries
 from servekit.rollout import deploy_config, replica_ids, wait_for_async
+from servekit.source import show_source
 from servekit.uvicorn_server import UvicornFailed, serve_with_uvicorn
 from servekit.wait import WaitTimeout, wait_for
 
@@ -77,9 +79,11 @@ __all__ = [
     "resolve_model",
     "run_load",
     "run_load_async",
+    "serve_port",
     "serve_url",
     "serve_with_uvicorn",
     "UvicornFailed",
+    "show_source",
     "shutdown",
     "start_mlflow_server",
     "start_ray",

@@ -272,7 +272,12 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="python -m servekit.cleanup", description=main.__doc__)
     ap.add_argument(
-        "--kill", action="store_true", help="stop them (SIGTERM, then SIGKILL) and remove stale folders"
+        "--kill",
+        action="store_true",
+        help="stop the clusters whose kernel is gone (SIGTERM, then SIGKILL) and remove stale folders",
+    )
+    ap.add_argument(
+        "--all", action="store_true", help="with --kill: also stop clusters whose kernel still runs"
     )
     args = ap.parse_args(argv)
     clusters = find_clusters()
@@ -283,10 +288,17 @@ def main(argv: list[str] | None = None) -> int:
     if not clusters:
         print("No Ray processes of this course are running.")
     if args.kill:
-        procs = [p for c in clusters for p in c.processes.values()]
+        # A cluster whose kernel still runs is another lesson's (or test run's) live work: spared
+        # unless asked for, so that cleaning up after a crash never breaks a notebook still open.
+        spared = [c for c in clusters if c.live_driver and not args.all]
+        procs = [p for c in clusters if c not in spared for p in c.processes.values()]
         kill_processes(procs)
         if procs:
             print(f"Stopped {len(procs)} process(es) by PID.")
+        for c in spared:
+            print(
+                f"Left running: {c.session_dir} (its kernel {c.live_driver} still runs; --all stops it too)"
+            )
         for d in remove_stale():
             print(f"Removed {d}")
     else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import hashlib
 import logging
 import os
 import secrets
@@ -72,9 +73,18 @@ def machine_lock(name: str, timeout_s: float = 120, poll_s: float = 0.05) -> Ite
         lock.close()
 
 
+def fallback_prefix(scratch: Path) -> str:
+    """The start of the names of the ``/tmp`` session folders that stand in for ``scratch``/ray: the
+    kit's prefix and a tag of that scratch folder, so that a grader (or a test run) can tell its own
+    submission's folders from other runs' on the same machine."""
+    tag = hashlib.sha256(str(Path(scratch).resolve()).encode()).hexdigest()[:8]
+    return f"{FALLBACK_PREFIX}{tag}-"
+
+
 def ray_temp_dir() -> Path:
     """Ray's session files go under scratch/ray, unless that path is too long for a Unix socket:
-    then under a ``/tmp/servekit-ray-*`` folder of this process's own (one per process), which
+    then under a ``/tmp/servekit-ray-<tag>-*`` folder of this process's own (one per process; the tag
+    names the scratch folder, see :func:`fallback_prefix`), which
     is removed when the process exits, by ``shutdown()``, or by ``python -m servekit.cleanup``."""
     path = SCRATCH / "ray"
     if len(str(path)) + _LONGEST_RAY_SOCKET_SUFFIX <= 107:
@@ -85,7 +95,7 @@ def ray_temp_dir() -> Path:
         return owned
     from servekit.cleanup import record_cluster  # imported here: `python -m servekit.cleanup` runs it
 
-    tmp = Path(tempfile.mkdtemp(prefix=FALLBACK_PREFIX, dir=FALLBACK_PARENT))
+    tmp = Path(tempfile.mkdtemp(prefix=fallback_prefix(SCRATCH), dir=FALLBACK_PARENT))
     _state["owned_temp_dir"] = tmp
     record_cluster(tmp)  # marks the folder as the kit's and as in use by this process
     _forget_at_exit()
@@ -329,6 +339,12 @@ def start_serve(port: int = 8000, access_log: bool = True) -> int:
     _state["port"] = chosen
     quiet_ray_logging()
     return chosen
+
+
+def serve_port() -> int | None:
+    """The port ``start_serve`` chose in this process, or None before it (or after ``shutdown``)."""
+    port = _state.get("port")
+    return port if isinstance(port, int) else None
 
 
 def serve_url(route_prefix: str = "/") -> str:

@@ -11,9 +11,15 @@ import sys
 from servekit.grader.checks import count_names as _count_names
 from servekit.grader.cli import find_submissions, grade_folder, main
 from servekit.grader.job import Limits
-from servekit.grader.notebook import cleanup_cells, code_source, fingerprint, integrity_findings
-from servekit.grader.probe import probe_code
-from servekit.grader.report import INTEGRITY_PENALTY, CheckResult, Report, write_gradebook
+from servekit.grader.notebook import (
+    cleanup_cells,
+    cleanup_notes,
+    code_source,
+    fingerprint,
+    integrity_findings,
+)
+from servekit.grader.probe import MAX_PROBE_CHARS, parse_probe, probe_code, probe_output, probe_text
+from servekit.grader.report import INTEGRITY_PENALTY, CheckResult, Report, printable, write_gradebook
 from servekit.grader.rubric import (
     CLEANUP_CHECK,
     GRADING_DIR,
@@ -29,6 +35,7 @@ __all__ = [
     "CLEANUP_CHECK",
     "GRADING_DIR",
     "INTEGRITY_PENALTY",
+    "MAX_PROBE_CHARS",
     "CheckResult",
     "Limits",
     "Live",
@@ -37,6 +44,7 @@ __all__ = [
     "assignment_id",
     "available_assignments",
     "cleanup_cells",
+    "cleanup_notes",
     "code_source",
     "find_submissions",
     "fingerprint",
@@ -46,7 +54,11 @@ __all__ = [
     "load_checks",
     "load_rubric",
     "main",
+    "parse_probe",
+    "printable",
     "probe_code",
+    "probe_output",
+    "probe_text",
     "write_gradebook",
 ]
 

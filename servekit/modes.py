@@ -17,20 +17,16 @@ In the child, handles need a running event loop in throughput mode (``.result()`
 before its cluster starts (e.g. the model's offline speed), so that a ratio compares numbers taken
 minutes apart at most, on a machine whose other load may have changed meanwhile.
 
-From a shell (and in ``make bench``), a notebook's cells tagged ``app-code`` and ``measure-code``
-run in a fresh namespace; the app an expression builds there and their ``measure`` then run in
-each mode, and the results print as JSON::
-
-    python -m servekit.modes solutions/05_batching.ipynb --name batching --route-prefix /batching
-        --app "SentimentAnalyzer.bind(servekit.resolve_model('sentiment').location)"
+:func:`load_cells` runs a notebook's cells tagged ``app-code`` and ``measure-code`` in a fresh module,
+so that a script can measure a lesson's own app in each mode (``make bench`` does, through
+``scripts/bench.py``).
 
 A FastAPI app usually answers 404 at its bare route prefix: give a path that answers once the app is
-up (``health_path="/docs"``, CLI ``--health-path /docs``).
+up (``health_path="/docs"``).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import copyreg
 import json
@@ -209,39 +205,3 @@ def load_cells(notebook: Path, tags: Sequence[str] = ("app-code", "measure-code"
     cloudpickle.register_pickle_by_value(module)
     exec(compile(tagged_code(notebook, tags), str(notebook), "exec"), module.__dict__)
     return module.__dict__
-
-
-def compare_notebook(
-    notebook: Path, name: str, route_prefix: str, app: str = "app", **options: Any
-) -> dict[str, Any]:
-    """:func:`compare_modes` on ``eval(app)`` and ``measure``, both from the notebook's ``app-code``
-    and ``measure-code`` cells (:func:`load_cells`)."""
-    namespace = load_cells(notebook)
-    return compare_modes(
-        eval(app, namespace), namespace["measure"], name=name, route_prefix=route_prefix, **options
-    )
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("notebook", type=Path)
-    parser.add_argument("--name", default="app")
-    parser.add_argument("--route-prefix", default="/app")
-    parser.add_argument("--app", default="app", help="an expression for the app, in the cells' namespace")
-    parser.add_argument("--health-path", default="", help="a path under the prefix that answers once up")
-    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
-    args = parser.parse_args(argv)
-    results = compare_notebook(
-        args.notebook,
-        args.name,
-        args.route_prefix,
-        app=args.app,
-        modes=args.modes,
-        health_path=args.health_path,
-    )
-    print(json.dumps(results, indent=2, default=str))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

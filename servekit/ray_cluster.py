@@ -43,8 +43,13 @@ HOST = "127.0.0.1"
 FAST_NODE_FAILURE = {"RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "3"}
 #: A port is chosen free, then bound by the node seconds later: another program (a second notebook, a
 #: parallel test run) can take it in between. A node that exits because of that is started again on a
-#: port the OS picks, at most this many times in all.
+#: port the OS picks, at most this many times in all. So is a node whose raylet did not register
+#: with the GCS within Ray's own 30 s (``ray start`` then exits with :data:`OVERLOADED`): that
+#: happens on a 2-core machine that other work keeps busy, and a second try usually finds it calmer.
 START_ATTEMPTS = 3
+#: What Ray's node.py raises when the raylet did not register in time ("... or the GCS has become
+#: overloaded"): a busy machine, not a broken node.
+OVERLOADED = "timed out during startup"
 
 
 class NodeExited(RuntimeError):
@@ -155,6 +160,7 @@ class LocalCluster:
         port the OS picks (``ports`` is updated in place), unless the port is one of ``fixed`` (the
         caller chose it), at most :data:`START_ATTEMPTS` times in all."""
         for attempt in range(1, START_ATTEMPTS + 1):
+            offset = self._log_size(name)
             node = self._start(name, args(), ports["metrics-export-port"], num_cpus, resources)
             try:
                 self.wait_for_nodes(1 if name == "head" else None, timeout_s=timeout_s)
@@ -163,6 +169,9 @@ class LocalCluster:
                 self.stop_node(name)  # what of it is left, by PID
                 taken = {flag: port for flag, port in ports.items() if free_port(port) != port}
                 if not taken:
+                    if OVERLOADED in self._log_text(name, offset) and attempt < START_ATTEMPTS:
+                        print(f"Node {name!r} {OVERLOADED} (a busy machine?); starting it again.")
+                        continue
                     raise
                 said = ", ".join(f"--{flag}={port}" for flag, port in taken.items())
                 if attempt == START_ATTEMPTS or taken.keys() & fixed:
@@ -190,13 +199,25 @@ class LocalCluster:
 
         self.registry = record_cluster(self.temp_dir, str((self.temp_dir / "session_latest").resolve()))
 
-    def _last_error(self, name: str) -> str:
-        """The last line of a node's log that names an error (Ray's traceback ends with it)."""
+    def _log_size(self, name: str) -> int:
         try:
-            lines = (self.log_dir / f"{name}.log").read_text(errors="replace").splitlines()
+            return (self.log_dir / f"{name}.log").stat().st_size
         except (OSError, TypeError):
-            return "no log"
-        errors = [line.strip() for line in lines if "Error" in line or "error" in line]
+            return 0
+
+    def _log_text(self, name: str, offset: int = 0) -> str:
+        """A node's ``ray start`` log from byte ``offset`` on (each start of the node appends to it)."""
+        try:
+            with open(self.log_dir / f"{name}.log", "rb") as log:
+                log.seek(offset)
+                return log.read().decode(errors="replace")
+        except (OSError, TypeError):
+            return ""
+
+    def _last_error(self, name: str) -> str:
+        """The last line of a node's log that names an error or exception (Ray's traceback ends with it)."""
+        lines = self._log_text(name).splitlines()
+        errors = [line.strip() for line in lines if any(w in line for w in ("Error", "error", "Exception"))]
         return errors[-1][:300] if errors else "no error in its log"
 
     def alive_nodes(self) -> list[dict]:

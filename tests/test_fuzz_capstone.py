@@ -125,3 +125,64 @@ def test_sentiment_reference_never_answers_5xx(serve_cluster, tmp_path):
     with lesson_app("solutions/capstone/sentiment_service.ipynb", "fuzzsent", build) as url:
         report = fuzz_http_app(url, good={"text": "Great service!"}, max_examples=200)
         print("sentiment reference:", report)
+
+
+def test_phishing_reference_never_answers_5xx(serve_cluster, tmp_path):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    from servekit.phishing import LABEL, UCI_NAMES, load_phishing
+
+    sites = load_phishing()
+    x = sites[list(UCI_NAMES)]
+    model = make_pipeline(OneHotEncoder(handle_unknown="ignore"), LogisticRegression(max_iter=1000))
+    uri = embedded_registry(tmp_path / "phishing", "phishing")
+    with mlflow.start_run():
+        mlflow.log_params({"threshold": 0.16})  # the replica reads its threshold from the version's run
+        info = mlflow.sklearn.log_model(
+            model.fit(x, sites[LABEL]),
+            name="model",
+            pip_requirements=["scikit-learn"],
+            registered_model_name="ph",
+        )
+    env = {"MLFLOW_TRACKING_URI": uri, "MLFLOW_DISABLE_TELEMETRY": "true"}
+
+    def build(nb: types.ModuleType) -> Any:
+        return with_env(nb.PhishingScreen, env).bind(f"models:/ph/{info.registered_model_version}")
+
+    with lesson_app("solutions/capstone/phishing_screening.ipynb", "fuzzphish", build) as url:
+        good = {name: float(x.iloc[0][name]) for name in UCI_NAMES}
+        print("phishing reference:", fuzz_http_app(url, good=good, max_examples=300))
+
+
+def test_translation_reference_never_answers_5xx(serve_cluster, tmp_path):
+    from servekit.models import ModelUnavailable, resolve_model
+    from servekit.paths import REPO_ROOT
+
+    try:
+        resolve_model("translation")
+    except ModelUnavailable as exc:
+        pytest.skip(str(exc))
+    uri = embedded_registry(tmp_path / "translator", "translator")
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(REPO_ROOT / "course_apps" / "apertium_model.py"),
+            model_config={"pair": "eng-spa"},
+            pip_requirements=["mlflow"],
+            registered_model_name="tr",
+        )
+    env = {"MLFLOW_TRACKING_URI": uri, "MLFLOW_DISABLE_TELEMETRY": "true"}
+
+    def build(nb: types.ModuleType) -> Any:
+        options = {"num_cpus": 1, "runtime_env": {"env_vars": env}}
+        return nb.Translator.options(ray_actor_options=options).bind(
+            f"models:/tr/{info.registered_model_version}"
+        )
+
+    with lesson_app("solutions/capstone/translation_service.ipynb", "fuzztr", build) as url:
+        print(
+            "translation reference:",
+            fuzz_http_app(url, good={"text": "Good morning, friends."}, max_examples=200),
+        )

@@ -72,6 +72,20 @@ def test_bodies_with_the_key_get_no_server_error(url):
     still_serving(url)
 
 
+def test_a_body_over_the_limit_gets_a_json_413_and_the_service_stays_up(url):
+    """A body over MAX_BODY_BYTES gets a JSON 413, declared with a Content-Length or chunked (1 MB here),
+    and the service stays up. (It is read whole first: FastAPI's max_body_size answers in plain text.)"""
+    big = b'{"text": "' + b"a" * sentiment_service.MAX_BODY_BYTES + b'"}'
+    declared = requests.post(f"{url}/predict", data=big, headers={"X-API-Key": KEY}, timeout=60)
+    chunked = requests.post(
+        f"{url}/predict", data=(b"a" * 65536 for _ in range(16)), headers={"X-API-Key": KEY}, timeout=60
+    )
+    assert declared.status_code == 413 and chunked.status_code == 413, (declared.text, chunked.text)
+    check_answer(declared)
+    assert "limit" in chunked.json()["error"], chunked.text  # check_answer cannot print a generator body
+    still_serving(url)
+
+
 def test_any_key_and_body_get_401_or_an_answer_never_5xx(url):
     seen: Counter = Counter()
     session = requests.Session()

@@ -8,9 +8,13 @@ own Ray cluster (about 3 minutes for the capstone fixtures, 2 for lesson 01's tw
 from __future__ import annotations
 
 import ast
+import contextlib
 import csv
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -110,6 +114,34 @@ def test_cleanup_cells_rules():
     assert grade.cleanup_cells(nbformat.v4.new_notebook(cells=[code("a")])) == []
 
 
+def test_cleanup_starts_at_the_last_group_of_tagged_cells():
+    """A cleanup cell copied to the top is an ordinary cell; the cleanup is the last tagged cells (with
+    what follows them, such as scratch work at the end); a later ``## Cleanup`` heading wins."""
+    code = nbformat.v4.new_code_cell
+    md = nbformat.v4.new_markdown_cell
+
+    def tagged(source="serve.shutdown()"):
+        return code(source, metadata={"tags": ["cleanup"]})
+
+    def rule(*cells):
+        nb = nbformat.v4.new_notebook(cells=list(cells))
+        return grade.cleanup_cells(nb), grade.cleanup_notes(nb, grade.cleanup_cells(nb))
+
+    cells, notes = rule(tagged(), code("app"), tagged(), tagged("ray.shutdown()"))
+    assert (
+        cells == [2, 3]
+        and len(notes) == 1
+        and notes[0].startswith("Cell 0 tagged `cleanup` ran in order before")
+    )
+    cells, notes = rule(code("app"), tagged(), code("# nothing"), tagged(), code("requests.post(url)"))
+    assert cells == [1, 2, 3, 4] and notes == [
+        "Cell 4, not tagged `cleanup`, ran after the checks with the cleanup cells (from cell 1 on)."
+    ]
+    assert rule(tagged(), code("app"), md("## Cleanup"), code("ray.shutdown()"))[0] == [3]
+    assert rule(code("app"), tagged(), md("## Clean-up"), tagged())[0] == [1, 3]
+    assert rule(code("app"), md("## Cleanup"), code("serve.shutdown()"))[1] == []
+
+
 def test_integrity_scan():
     code = nbformat.v4.new_code_cell
 
@@ -158,9 +190,8 @@ def test_command_on_a_folder(tmp_path, capsys):
 
 
 class FakeLive(grade.Live):
-    def __init__(self, kernel, workdir, source="", answers=None):
+    def __init__(self, kernel, workdir, source=""):
         super().__init__(kernel, workdir, source)
-        self.answers = answers or {}
 
     def post(self, route, body=None, raw=None, **kwargs):
         raise OSError("connection refused")
@@ -217,6 +248,13 @@ def test_report_markdown_and_gradebook(tmp_path):
     grade.write_gradebook([report], tmp_path / "gradebook.csv")
     rows = list(csv.DictReader((tmp_path / "gradebook.csv").open()))
     assert rows[0]["student"] == "alice" and rows[0]["a"] == "10" and rows[0]["b"] == "0"
+    # A kernel's JSON may carry a lone surrogate (an exception message, say): written escaped.
+    report.execution["error"]["evalue"] = "bad \udcff byte"
+    report.notebook = "odd \udcff.ipynb"
+    report.write(tmp_path / "odd")
+    assert "bad \\udcff byte" in (tmp_path / "odd" / "report.md").read_text(encoding="utf-8")
+    grade.write_gradebook([report], tmp_path / "gradebook.csv")
+    assert "odd \\udcff.ipynb" in (tmp_path / "gradebook.csv").read_text(encoding="utf-8")
 
 
 def test_count_names():
@@ -234,6 +272,36 @@ def test_find_submissions(tmp_path):
     assert [(s, p.name) for s, p in found] == [("alice", "alice.ipynb"), ("bob", "10_capstone.ipynb")]
 
 
+def test_printable_names():
+    assert grade.printable(os.fsdecode(b"stud\xffent")) == "stud\\xffent"
+    assert grade.printable("al\nice\u00e9") == "al\\nice\u00e9"
+    assert grade.printable("\ud800") == "\\ud800"  # a lone surrogate that no file system gave
+
+
+def test_a_grader_failure_on_one_submission_does_not_stop_the_folder(tmp_path, monkeypatch, capsys):
+    """The last resort: an exception from grading one submission (a grader bug) is reported for that
+    submission, and the next is graded."""
+    from servekit.grader import cli
+
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    for name in ("alice", "mallory"):
+        (subs / f"{name}.ipynb").write_text((FIXTURES / "capstone_cheat.ipynb").read_text())
+    real = cli.grade_submission
+
+    def buggy(nb, *args):
+        if nb.stem == "alice":
+            raise RuntimeError("a grader bug")
+        return real(nb, *args)
+
+    monkeypatch.setattr(cli, "grade_submission", buggy)
+    reports = grade.grade_folder(subs, "10", tmp_path / "out")
+    assert [r.student for r in reports] == ["alice", "mallory"] and reports[1].flagged
+    assert "a grader bug" in reports[0].not_gradeable and reports[0].score == 0
+    assert "RuntimeError: a grader bug" in (tmp_path / "out" / "alice" / "report.md").read_text()
+    assert "a grader bug" in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------- a kernel, no Ray
 
 
@@ -243,6 +311,157 @@ def _notebook(path: Path, *cells: str, cleanup: str = "print('bye')") -> Path:
     nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
     nbformat.write(nb, path)
     return path
+
+
+def _run_worker(tmp_path: Path, *cells: str, probe: str = "pass", cleanup: str = "print('bye')") -> dict:
+    """The worker's notebook run, in this process, on a tiny notebook (a real kernel, no Ray), with
+    ``probe`` as the checks' PROBE: the messages it sent, by phase."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from servekit.grader import job, worker
+
+    nb = nbformat.read(_notebook(tmp_path / "nb.ipynb", *cells, cleanup=cleanup), as_version=4)
+    limits = grade.Limits(timeout_s=60, probe_timeout_s=60)
+    work = job.make_job(nb, tmp_path, grade.cleanup_cells(nb), SimpleNamespace(PROBE=probe), limits)
+    sent: dict = {}
+    asyncio.run(worker._run_notebook(work, lambda phase, **data: sent.setdefault(phase, data), lambda: None))
+    return sent
+
+
+def _probe_seen(sent: dict) -> dict:
+    return grade.parse_probe(sent["live"]["probe"], sent["live"]["state"])
+
+
+# A thread that prints a live status line without newlines, every 2 ms while the injected cell runs.
+STATUS_THREAD = """
+import threading, time
+stop = threading.Event()
+def status():
+    while not stop.is_set():
+        if '__grader_probe' in globals():
+            print('status...', end='', flush=True)
+        time.sleep(0.002)
+threading.Thread(target=status, daemon=True).start()
+"""
+
+
+def test_probe_output_is_found_after_a_threads_status_line(tmp_path):
+    """The nonce lands in the middle of a line of the thread's output: the JSON after it is still read,
+    and the probe finds no port without failing (the notebook did not import servekit)."""
+    slow = (  # the thread prints meanwhile
+        "import asyncio, sys\nawait asyncio.sleep(0.3)\nout['answer'] = 42\n"
+        "out['kit_imported'] = 'servekit' in sys.modules"
+    )
+    sent = _run_worker(tmp_path, STATUS_THREAD, probe=slow, cleanup="stop.set()")
+    seen = _probe_seen(sent)
+    assert seen.get("answer") == 42, seen
+    assert seen["port"] is None and "port_error" not in seen
+    assert seen["kit_imported"] is False, "the probe imported servekit into the submission's kernel"
+
+
+def test_probe_text_anywhere_in_the_stream():
+    nonce = "N0NCE"
+    found = [
+        grade.parse_probe(grade.probe_text(text, nonce), {})
+        for text in (
+            f'{nonce}{{"a": 1}}\n',
+            f'status...status...{nonce}{{"a": 1}}status...\nstatus...',  # mid-line, text right after
+            f'status...\n{nonce}{{"a": 1, "s": "}}{nonce}"}}\n\n',
+        )
+    ]
+    assert [d.get("a") for d in found] == [1, 1, 1], found
+    assert grade.probe_text("status...\n", nonce) is None
+    stream = [
+        {"output_type": "stream", "name": "stdout", "text": f'status...{nonce}{{"a": '},
+        {"output_type": "stream", "name": "stderr", "text": "10%|#"},  # a progress bar, between the two
+        {"output_type": "stream", "name": "stdout", "text": "1}\nstatus..."},
+    ]
+    assert grade.parse_probe(grade.probe_output(stream, nonce), {}) == {"a": 1}
+    assert "probe_missing" in grade.parse_probe(grade.probe_text("no json " + nonce + " {", nonce), {})
+    big = nonce + json.dumps({"x": "y" * grade.MAX_PROBE_CHARS})
+    assert len(grade.probe_text(big, nonce)) == grade.MAX_PROBE_CHARS
+    assert "probe_missing" in grade.parse_probe(grade.probe_text(big, nonce), {})
+
+
+def test_probe_reads_the_port_start_serve_chose(tmp_path):
+    """Through ``servekit.serve_port()``: Serve's own start is replaced here (no Ray), the port is the
+    kit's choice."""
+    start = (
+        "import servekit\nfrom ray import serve\nserve.start = lambda **kw: None\n"
+        "chosen = servekit.start_serve(servekit.free_port(18123))"
+    )
+    sent = _run_worker(tmp_path, start, probe="out['chosen'] = chosen")
+    seen = _probe_seen(sent)
+    assert seen["port"] == seen["chosen"] and isinstance(seen["port"], int), seen
+    assert "._state" not in grade.probe_code(object(), "N"), "the probe reads the kit's private state"
+
+
+def test_report_says_which_cells_ran_before_and_after_the_checks(tmp_path):
+    """No Ray: an early cell tagged cleanup runs in order, so the checks see what the cells after it
+    made (the CAPSTONE dict here); the report lists the cells on each side of the checks."""
+    code = nbformat.v4.new_code_cell
+    cells = [
+        code("print('stop an earlier run')", metadata={"tags": ["cleanup"]}),
+        code("CAPSTONE = {'app': 'early', 'route': '/early'}"),
+        code("print('bye')", metadata={"tags": ["cleanup"]}),
+        code("print('scratch work')"),
+    ]
+    path = tmp_path / "early.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), path)
+    report = grade.grade_submission(path, "10", tmp_path / "out", grade.Limits(timeout_s=30, grace_s=1))
+    reasons = {c.id: c.reason for c in report.checks}
+    assert "no application 'early'" in reasons["app_running"], reasons["app_running"]
+    ex = report.execution
+    assert (ex["before_checks"], ex["after_checks"], ex["cleanup_cells"]) == ([0, 1], [2, 3], [2, 3])
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "Before the checks, code cells 0-1 ran, in order." in text
+    assert "After the checks, the cleanup cells 2-3 ran." in text
+    assert "Cell 0 tagged `cleanup` ran in order before the checks" in text
+    assert "Cell 3, not tagged `cleanup`, ran after the checks" in text
+
+
+def test_malformed_submissions_get_a_report_each_and_the_rest_are_graded(tmp_path):
+    """A code cell without ``source``, a file that is not JSON, a file and a folder whose names are not
+    UTF-8: each gets its own "not gradeable" report, with a printable name in the gradebook, and the
+    command (its output strict UTF-8, as in a terminal) grades the next submission."""
+    import subprocess
+    import sys
+
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    ok = nbformat.writes(nbformat.read(_notebook(tmp_path / "ok.ipynb", "x = 1"), as_version=4))
+    broken = json.loads(ok)
+    del broken["cells"][0]["source"]
+    (subs / "a_no_source.ipynb").write_text(json.dumps(broken))
+    (subs / "b_not_json.ipynb").write_text("{")
+    raw = os.fsencode(subs)
+    with open(os.path.join(raw, b"c_stud\xffent.ipynb"), "w") as f:
+        f.write(ok)
+    os.mkdir(os.path.join(raw, b"e_\xfffolder"))
+    with open(os.path.join(raw, b"e_\xfffolder", b"10_capstone.ipynb"), "w") as f:
+        f.write(ok)
+    (subs / "d_ok.ipynb").write_text(ok)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "servekit.grade", str(subs), "--assignment", "10", "--out", str(out)]
+    env = os.environ | {"PYTHONIOENCODING": "utf-8:strict"}  # as in a UTF-8 terminal
+    done = subprocess.run(cmd, capture_output=True, timeout=300, env=env, cwd=REPO_ROOT)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+    why = {
+        "a_no_source": "the file breaks the notebook format: 'source' is a required property (at cells[0])",
+        "b_not_json": "not a readable notebook: NotJSONError",
+        "c_stud\\xffent": "its name, c_stud\\xffent, is not valid UTF-8 text",
+        "e_\\xfffolder": "its name, e_\\xfffolder, is not valid UTF-8 text",
+    }
+    for student, reason in why.items():
+        report = json.loads((out / student / "report.json").read_text())
+        assert report["score"] == 0 and report["not_gradeable"].startswith(reason), report["not_gradeable"]
+        assert f"not gradeable: {reason}" in (out / student / "report.md").read_text(encoding="utf-8")
+    rows = {r["student"]: r for r in csv.DictReader((out / "gradebook.csv").open(encoding="utf-8"))}
+    assert set(rows) == {*why, "d_ok"}
+    assert rows["d_ok"]["not_gradeable"] == "" and rows["d_ok"][grade.CLEANUP_CHECK] == "15", rows["d_ok"]
+    assert all(rows[s]["not_gradeable"].startswith(reason) for s, reason in why.items())
+    assert "c_stud\\xffent: 0/100  NOT GRADEABLE" in done.stdout.decode()
 
 
 def test_kernel_that_ignores_interrupts_is_killed_at_the_limit(tmp_path):
@@ -313,17 +532,39 @@ def _descendants() -> set[int]:
 
 
 def _grading_dirs() -> set[str]:
-    """The grader's work folders and the kit's /tmp session folders."""
-    return {str(p) for p in [*(SCRATCH / "grading").glob("*"), *Path("/tmp").glob("servekit-ray-*")]}
+    """The grader's work folders and the kit's stale /tmp session folders (whose cluster is gone: a live
+    one may be another run's on this machine)."""
+    from servekit.cleanup import stale_temp_dirs
+
+    return {str(p) for p in [*(SCRATCH / "grading").glob("*"), *stale_temp_dirs()]}
+
+
+@contextlib.contextmanager
+def cpu_burner(seconds: float):
+    """Other work on the machine: one busy-looping process per two cores, each ending by itself after
+    ``seconds`` and stopped by PID when the block ends (a grade must not depend on how busy it is)."""
+    loop = f"import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end:\n    pass\n"
+    burners = [
+        subprocess.Popen([sys.executable, "-c", loop]) for _ in range(max(1, (os.cpu_count() or 2) // 2))
+    ]
+    try:
+        yield burners
+    finally:
+        for p in burners:
+            p.kill()
+            p.wait()
 
 
 @pytest.fixture(scope="module")
 def capstone_reports(tmp_path_factory):
-    """Grade the fixture folder once (the whole-notebook limit small, for the infinite loop)."""
+    """Grade the fixture folder once (the whole-notebook limit small, for the infinite loop), with the
+    machine kept busy by a CPU burner the whole time."""
     out = tmp_path_factory.mktemp("capstone-grades")
-    before, dirs = _descendants(), _grading_dirs()
-    limits = grade.Limits(timeout_s=LOOP_LIMIT_S, cell_timeout_s=LOOP_LIMIT_S, grace_s=8)
-    reports = {r.student: r for r in grade.grade_folder(FIXTURES, "10", out, limits)}
+    with cpu_burner(seconds=900) as burners:
+        before, dirs = _descendants(), _grading_dirs()
+        limits = grade.Limits(timeout_s=LOOP_LIMIT_S, cell_timeout_s=LOOP_LIMIT_S, grace_s=8)
+        reports = {r.student: r for r in grade.grade_folder(FIXTURES, "10", out, limits)}
+        assert all(p.poll() is None for p in burners), "the machine was busy through the whole folder run"
     assert _descendants() <= before, "a grading run left processes behind"
     assert _grading_dirs() <= dirs, "a grading run left its work folder behind"
     return out, reports
@@ -351,6 +592,10 @@ def test_capstone_details(capstone_reports):
     assert reports["capstone_cheat"].flagged and reports["capstone_cheat"].score == 0
     crash = reports["capstone_crash"].execution["error"]
     assert crash["ename"] == "KeyError"
+    for name in ("capstone_ok", "capstone_crash", "capstone_wrong_answer"):  # their app stays up
+        assert reports[name].execution["app_ready"]["ready"], (name, reports[name].execution)
+    down = reports["capstone_app_down"].execution["app_ready"]
+    assert not down["ready"] and down["waited_s"] == 0, down  # deleted: nothing to wait for
     loop = reports["capstone_infinite_loop"]
     assert loop.execution.get("timed_out") and f"{LOOP_LIMIT_S} s limit" in loop.execution["error"]["evalue"]
     assert loop.seconds < LOOP_LIMIT_S + 60, "the loop stopped at the limit, then checks and cleanup ran"

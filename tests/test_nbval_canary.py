@@ -8,17 +8,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_canary_sanitized_cell_passes_and_unmatchable_cell_fails():
-    # No flags of its own: the canary runs under pyproject.toml's addopts, exactly as make test does.
+# What the root conftest installs for make test (the canary runs without conftests, see below).
+NOISE_FILTER = ("-p", "servekit.nbval_noise")
+
+
+def run_canary(notebook: str, *plugins: str) -> str:
+    """pytest's output for tests/canary/<notebook>, under pyproject.toml's addopts as make test runs it."""
     cmd = [
         sys.executable,
         "-m",
         "pytest",
         "--noconftest",
+        *plugins,
         "-rA",
-        str(ROOT / "tests" / "canary" / "canary.ipynb"),
+        str(ROOT / "tests" / "canary" / notebook),
     ]
-    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300).stdout
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300).stdout
+
+
+def test_canary_sanitized_cell_passes_and_unmatchable_cell_fails():
+    out = run_canary("canary.ipynb", *NOISE_FILTER)
     assert re.search(r"\b1 failed, 1 passed\b", out), out[-3000:]
     assert re.search(r"^PASSED tests/canary/canary\.ipynb::Cell 0$", out, re.M), out[
         -3000:
@@ -26,6 +35,19 @@ def test_canary_sanitized_cell_passes_and_unmatchable_cell_fails():
     assert re.search(r"^FAILED tests/canary/canary\.ipynb::Cell 1\b", out, re.M), out[
         -3000:
     ]  # random, must differ
+
+
+def test_a_stream_the_sanitizer_empties_counts_as_no_output():
+    # Stored with no output: a run that prints only start_serve's busy-port note (other work on the
+    # machine holds 8000) must pass, and one that prints anything the sanitizer keeps must still fail.
+    out = run_canary("noise.ipynb", *NOISE_FILTER)
+    assert re.search(r"\b1 failed, 1 passed\b", out), out[-3000:]
+    assert re.search(r"^PASSED tests/canary/noise\.ipynb::Cell 0$", out, re.M), out[-3000:]
+    assert re.search(r"^FAILED tests/canary/noise\.ipynb::Cell 1\b", out, re.M), out[-3000:]
+    # Without it, nbval's field check fails the note-only cell too: the filter is what makes it pass.
+    assert re.search(r"\b2 failed\b", run_canary("noise.ipynb")), (
+        "nbval alone passed a cell with an unexpected stdout"
+    )
 
 
 def test_make_test_does_not_collect_notebooks_that_fail_on_purpose():

@@ -27,6 +27,27 @@ def test_free_port_prefers_the_asked_port_and_avoids_a_busy_one():
     assert cluster.free_port(busy) == busy  # free again once the listener closed
 
 
+def test_serve_port_is_the_port_start_serve_chose(monkeypatch):
+    """``servekit.serve_port()``: None before ``start_serve``, then the port it chose (not the one asked
+    for when that one is busy), None again after ``shutdown``."""
+    from ray import serve
+
+    import servekit
+
+    asked = []
+    monkeypatch.setattr(serve, "start", lambda http_options, **kw: asked.append(http_options["port"]))
+    monkeypatch.setattr(cluster, "_state", {})
+    assert servekit.serve_port() is None
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        busy = s.getsockname()[1]
+        chosen = servekit.start_serve(busy)
+    assert chosen != busy and servekit.serve_port() == chosen == asked[0]
+    cluster.shutdown()  # no Ray running here: it only forgets the port
+    assert servekit.serve_port() is None
+
+
 def test_ray_temp_dir_stays_under_scratch_when_short(monkeypatch):
     short = Path(tempfile.mkdtemp(prefix="sk-", dir="/tmp"))
     try:
@@ -215,6 +236,32 @@ def test_cli_stops_clusters_and_removes_only_the_kits_stale_folders(tmp_path, mo
         assert {d.name for d in tmp_path.glob("servekit-ray-*")} == {live.name, foreign.name}
     finally:
         _stop(agent)
+
+
+def test_cli_kill_spares_a_cluster_whose_kernel_still_runs_unless_all(tmp_path, monkeypatch, capsys):
+    """Another notebook still open (or another test run) must keep its cluster: --kill stops only the
+    clusters whose kernel is gone; --all stops the others too."""
+    monkeypatch.setattr(cluster, "FALLBACK_PARENT", tmp_path)
+    monkeypatch.setattr("servekit.paths.SCRATCH", tmp_path / "scratch")
+    kernel = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])  # a live driver
+    live = tmp_path / "servekit-ray-live"
+    (live / "session_x" / "logs").mkdir(parents=True)
+    registry = live / f"{cleanup.REGISTRY_PREFIX}{kernel.pid}.json"
+    driver = cleanup._stamp(psutil.Process(kernel.pid))
+    registry.write_text(json.dumps({"driver": driver, "session_dir": str(live / "session_x"), "pids": []}))
+    agent = _holding(live / "session_x" / "logs" / "raylet.out")
+    try:
+        _wait_open(agent)
+        cleanup.main(["--kill"])
+        said = capsys.readouterr().out
+        assert agent.poll() is None and kernel.poll() is None, "a live kernel's cluster is left running"
+        assert "Left running: " in said and f"its kernel {kernel.pid} still runs" in said, said
+        cleanup.main(["--kill", "--all"])
+        assert agent.wait(timeout=5) is not None and kernel.poll() is None, "--all stops it, never the kernel"
+    finally:
+        _stop(agent)
+        kernel.kill()
+        kernel.wait()
 
 
 def test_ray_temp_dir_fallback_is_one_folder_per_process_with_a_registry(monkeypatch, tmp_path):

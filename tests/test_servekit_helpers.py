@@ -113,3 +113,29 @@ def test_aiohttp_json_sender_hands_each_answer_to_on_json(url):
     report = asyncio.run(run())
     assert sorted(report.indices) == list(range(6))
     assert sorted(answers) == list(range(6)) and all(isinstance(body, dict) for body in answers.values())
+
+
+def test_show_source_prints_the_named_parts_with_their_file_and_lines(capsys):
+    from course_apps import sentiment_registry
+
+    analyzer = sentiment_registry.SentimentAnalyzer.func_or_class  # the class behind the deployment
+    servekit.show_source(sentiment_registry.load_alias, analyzer.reconfigure)
+    out = capsys.readouterr().out
+    first, second = out.split("\n\n# ")
+    path = servekit.REPO_ROOT / "course_apps" / "sentiment_registry.py"
+    lines = path.read_text().splitlines()
+    for block in (first.removeprefix("# "), second):
+        head, *body = block.rstrip("\n").split("\n")
+        where, _, span = head.partition(", lines ")
+        start, end = map(int, span.split("-"))
+        assert where == "course_apps/sentiment_registry.py" and end - start + 1 == len(body)
+        assert [line.strip() for line in lines[start - 1 : end]] == [line.strip() for line in body]
+    assert body[0] == "async def reconfigure(self, config: dict) -> None:", "a method is dedented"
+    assert "class SentimentAnalyzer" not in out, "only the named parts, not the whole module"
+
+
+def test_source_of_a_deployment_is_its_class_with_the_decorator():
+    from course_apps import sentiment_registry
+
+    text = servekit.source.source_of(sentiment_registry.SentimentAnalyzer)
+    assert text.splitlines()[1] == "@serve.deployment(" and "class SentimentAnalyzer:" in text

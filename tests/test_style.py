@@ -1,5 +1,6 @@
-"""House style, checked: ruff (format and lint, line length 110) over the kit, scripts, tests and the
-solution notebooks, and lesson cells small enough to read (Made-With-ML's notebook: median 4 lines)."""
+"""House style, checked: ruff (format and lint, line length 110) over the kit, the deployable apps
+(course_apps), the hidden checks (grading), scripts, tests and the solution notebooks, and lesson
+cells small enough to read (Made-With-ML's notebook: median 4 lines)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 
 from servekit.paths import REPO_ROOT
 
-TARGETS = ["servekit", "scripts", "tests", "conftest.py", "solutions"]
+TARGETS = ["servekit", "course_apps", "grading", "scripts", "tests", "conftest.py", "solutions"]
 MAX_CELL_LINES = 42  # "about 40 lines" (issue 12): a line or two of slack, no more
 SOLUTIONS = sorted((REPO_ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
 

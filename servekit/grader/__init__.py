@@ -11,11 +11,12 @@ SUBMISSIONS is one notebook or a folder with one per student (``alice.ipynb`` or
    rubric's path); such a submission is not run: it is flagged and scores 0;
 2. copies it into a fresh work folder under ``scratch/grading/`` (with its own ``scratch/``, so no
    earlier run's files count) and executes it with nbclient in a fresh kernel, in a worker
-   process, with a per-cell timeout and a whole-notebook limit, up to its cleanup cells (the first cell tagged
-   ``cleanup``, else the cells after a ``## Cleanup`` heading, else the last code cell when it
-   shuts Serve or Ray down); execution stops at the first error, as "Run All" does, except in
-   cells tagged ``raises-exception``; cells marked ``# NBVAL_SKIP`` (optional measurements that
-   the course's own tests skip too) are skipped;
+   process, with a per-cell timeout and a whole-notebook limit, up to its cleanup cells (from the
+   start of the last group of cells tagged ``cleanup``, else the cells after a ``## Cleanup``
+   heading, else the last code cell when it shuts Serve or Ray down: see
+   :func:`~servekit.grader.notebook.cleanup_cells`); execution stops at the first error, as "Run
+   All" does, except in cells tagged ``raises-exception``; cells marked ``# NBVAL_SKIP`` (optional
+   measurements that the course's own tests skip too) are skipped;
 3. runs the hidden checks (``grading/checks_NN.py``) from this process against the live app:
    the HTTP checks here, where the submission cannot patch them; what they need from inside the
    kernel (the ``CAPSTONE`` dict, ``serve.status()``, the Serve port) comes from one injected
@@ -26,6 +27,10 @@ SUBMISSIONS is one notebook or a folder with one per student (``alice.ipynb`` or
    process by PID (the worker's process group, the kernel's, all their descendants, and the
    Ray cluster found in the submission's session folder), then checks that nothing is left;
 5. writes ``report.json`` and ``report.md`` per submission (and ``gradebook.csv`` for a folder).
+
+A submission that cannot be graded at all (a name that is not UTF-8 text, a file that nbformat
+cannot read or that the notebook format's schema rejects) is not run: its report says "not
+gradeable" and why, it scores 0, and the folder's other submissions are graded.
 
 Points come from ``grading/rubric_NN.json``; each check is all or nothing. Integrity: a
 submission whose code names the hidden checks or the grader, or that changes their files while

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from pathlib import Path
 
 from servekit.grader.job import Limits
-from servekit.grader.report import Report, write_gradebook
+from servekit.grader.report import Report, printable, write_gradebook
 from servekit.grader.rubric import GRADING_DIR, assignment_id, available_assignments
-from servekit.grader.run import grade_submission
+from servekit.grader.run import grade_submission, not_gradeable
 from servekit.paths import SCRATCH
 
 DESCRIPTION = (
@@ -36,19 +37,31 @@ def find_submissions(path: Path, assignment: str) -> list[tuple[str, Path]]:
 def grade_folder(
     path: Path, assignment: str, out: Path, limits: Limits | None = None, grading_dir: Path = GRADING_DIR
 ) -> list[Report]:
-    """Grade every submission in ``path`` (see :func:`find_submissions`) into ``out/<student>/``; for a
-    folder also ``out/gradebook.csv``."""
+    """Grade every submission in ``path`` (see :func:`find_submissions`) into ``out/<student>/`` (the
+    student's name as printable text); for a folder also ``out/gradebook.csv``. A submission that
+    cannot be graded gets a report that says why, and the others are graded."""
     assignment = assignment_id(assignment)
     reports = []
     subs = find_submissions(path, assignment)
     if not subs:
         raise FileNotFoundError(f"no notebooks in {path}")
+    folders: set[str] = set()
     for n, (student, nb) in enumerate(subs, 1):
-        print(f"[{n}/{len(subs)}] grading {student} ({nb.name}) ...", flush=True)
-        report = grade_submission(nb, assignment, out / student, limits, student, grading_dir)
+        folder = printable(student)
+        while folder in folders:  # alice.ipynb and alice/: one report each
+            folder += "~"
+        folders.add(folder)
+        print(f"[{n}/{len(subs)}] grading {folder} ({printable(nb.name)}) ...", flush=True)
+        try:
+            report = grade_submission(nb, assignment, out / folder, limits, student, grading_dir)
+        except Exception as exc:  # noqa: BLE001 - a grader bug with one submission must not stop the rest
+            traceback.print_exc()
+            why = f"the grader failed on it, a bug in the grader: {type(exc).__name__}: {str(exc)[:300]}"
+            report = not_gradeable(nb, assignment, out / folder, why, student, grading_dir)
         print(
-            f"{student}: {report.score}/{report.total}{'  FLAGGED' if report.flagged else ''}"
-            f"  ({report.seconds:.0f} s)  -> {out / student / 'report.md'}",
+            f"{report.student}: {report.score}/{report.total}{'  FLAGGED' if report.flagged else ''}"
+            f"{'  NOT GRADEABLE' if report.not_gradeable else ''}"
+            f"  ({report.seconds:.0f} s)  -> {printable(str(out / folder / 'report.md'))}",
             flush=True,
         )
         reports.append(report)

@@ -13,6 +13,7 @@ from types import ModuleType
 from typing import Any
 
 from servekit.grader.probe import probe_code
+from servekit.grader.report import printable
 from servekit.paths import REPO_ROOT, SCRATCH
 
 
@@ -25,12 +26,14 @@ class Limits:
     cleanup_timeout_s: int = 120  # each cleanup cell
     startup_timeout_s: int = 120  # the kernel's start
     probe_timeout_s: int = 60
+    ready_timeout_s: int = 60  # after the probe, for the apps to answer over HTTP before the checks
     grace_s: float = 10.0  # for processes to exit after the submission's cleanup
     kill_margin_s: float = 30.0  # past a limit, before the grader kills a kernel that ignores interrupts
 
 
 def make_workdir(notebook: Path, student: str) -> Path:
-    """A fresh folder for one run, with its own scratch/ (built models linked in)."""
+    """A fresh folder for one run, with its own scratch/ (built models linked in); ``student`` is the
+    report's (printable) name, which names the student's folder when they handed one in."""
     # Inside the repository's git-ignored scratch/, so that paths a notebook takes relative to the
     # repository still work; the notebook's own scratch/ (SERVEKIT_SCRATCH) is fresh.
     (SCRATCH / "grading").mkdir(parents=True, exist_ok=True)
@@ -42,7 +45,7 @@ def make_workdir(notebook: Path, student: str) -> Path:
     models = SCRATCH / "models"  # built models are reused (lesson 01's model takes a while to build)
     if models.is_dir():
         (scratch / "models").symlink_to(models)
-    if notebook.parent.name == student and len(list(notebook.parent.glob("*.ipynb"))) == 1:
+    if printable(notebook.parent.name) == student and len(list(notebook.parent.glob("*.ipynb"))) == 1:
         for extra in notebook.parent.iterdir():  # a student's folder: their other files come along
             if extra.is_file() and extra.suffix != ".ipynb":
                 shutil.copy2(extra, workdir / extra.name)

@@ -9,32 +9,96 @@ import tokenize
 from pathlib import Path
 
 
+def notebook_problem(nb: dict) -> str | None:
+    """Why the notebook format's schema rejects ``nb`` (nbformat reads some broken files, such as a
+    code cell without ``source``, that the grader cannot run), or None."""
+    import nbformat
+
+    try:
+        nbformat.validate(nb)
+    except nbformat.ValidationError as exc:
+        where = ""
+        for part in exc.absolute_path:
+            where += f"[{part}]" if isinstance(part, int) else (f".{part}" if where else str(part))
+        return f"{exc.message} (at {where or 'the top level'})"
+    return None
+
+
+def _source(cell: dict) -> str:
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
 def code_source(nb: dict) -> str:
-    return "\n\n".join(
-        "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
-        for c in nb["cells"]
-        if c["cell_type"] == "code"
-    )
+    return "\n\n".join(_source(c) for c in nb["cells"] if c["cell_type"] == "code")
+
+
+def _tagged_cleanup(cell: dict) -> bool:
+    return "cleanup" in cell.get("metadata", {}).get("tags", [])
+
+
+def _blank(cell: dict) -> bool:
+    """A code cell with nothing but blank lines and comments."""
+    return all(not line.strip() or line.lstrip().startswith("#") for line in _source(cell).splitlines())
+
+
+def _cleanup_heading(cells: list) -> int | None:
+    """The index of the first markdown ``## Cleanup`` heading, if any."""
+    for i, c in enumerate(cells):
+        if c["cell_type"] == "markdown" and re.match(r"#+\s*clean[\s-]?up\b", _source(c).strip(), re.I):
+            return i
+    return None
 
 
 def cleanup_cells(nb: dict) -> list[int]:
-    """Indices of the cleanup cells: from the first code cell tagged ``cleanup`` to the end; else the
-    code cells after a ``## Cleanup`` heading; else the last code cell if it shuts Serve or Ray down."""
+    """Indices of the cleanup cells, which run after the checks: the code cells from the start of the
+    last group of code cells tagged ``cleanup`` (tagged cells with only blank or comment cells between
+    them) to the end. A tagged cell that untagged code cells follow before that group (a cleanup cell
+    copied to the top, say) is an ordinary cell: it runs in order, before the checks. A ``## Cleanup``
+    heading after the last tagged cell, or with no tagged cells, makes the code cells after the heading
+    the cleanup; else the last code cell is, if it shuts Serve or Ray down."""
     cells = nb["cells"]
     code = [i for i, c in enumerate(cells) if c["cell_type"] == "code"]
-    tagged = [i for i in code if "cleanup" in cells[i].get("metadata", {}).get("tags", [])]
-    if tagged:
-        return [i for i in code if i >= tagged[0]]
-    for i, c in enumerate(cells):
-        text = "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
-        if c["cell_type"] == "markdown" and re.match(r"#+\s*clean[\s-]?up\b", text.strip(), re.I):
-            return [j for j in code if j > i]
+    start, last, previous_tagged = None, None, False
+    for i in code:
+        if _tagged_cleanup(cells[i]):
+            start = i if not previous_tagged else start
+            last, previous_tagged = i, True
+        elif not _blank(cells[i]):
+            previous_tagged = False
+    heading = _cleanup_heading(cells)
+    if start is not None and (heading is None or heading < last):
+        return [i for i in code if i >= start]
+    if heading is not None:
+        return [j for j in code if j > heading]
     if code:
-        last = cells[code[-1]]["source"]
-        last = "".join(last) if isinstance(last, list) else last
+        last = _source(cells[code[-1]])
         if "serve.shutdown(" in last or "ray.shutdown(" in last or "servekit.shutdown(" in last:
             return [code[-1]]
     return []
+
+
+def _cells(indices: list[int]) -> str:
+    """``Cell 3`` or ``Cells 3, 5``."""
+    return ("Cell " if len(indices) == 1 else "Cells ") + ", ".join(str(i) for i in indices)
+
+
+def cleanup_notes(nb: dict, cleanup: list[int]) -> list[str]:
+    """What a reader of the report should know about which cells ran when, beyond the cleanup cells:
+    tagged cells that ran before the checks, untagged ones that ran after them."""
+    cells = nb["cells"]
+    tagged = [i for i, c in enumerate(cells) if c["cell_type"] == "code" and _tagged_cleanup(c)]
+    notes = []
+    if early := [i for i in tagged if i not in cleanup]:
+        notes.append(
+            f"{_cells(early)} tagged `cleanup` ran in order before the checks, as ordinary code: other"
+            " code cells follow, and the cleanup is the last group of tagged cells."
+        )
+    if tagged and (untagged := [i for i in cleanup if i not in tagged and not _blank(cells[i])]):
+        notes.append(
+            f"{_cells(untagged)}, not tagged `cleanup`, ran after the checks with the cleanup cells"
+            f" (from cell {cleanup[0]} on)."
+        )
+    return notes
 
 
 _SUSPICIOUS = [
@@ -70,8 +134,7 @@ def integrity_findings(nb: dict) -> list[str]:
     for i, cell in enumerate(nb["cells"]):
         if cell["cell_type"] != "code":
             continue
-        src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-        code, strings = _code_and_strings(src)
+        code, strings = _code_and_strings(_source(cell))
         for pattern, why in _SUSPICIOUS:
             if m := pattern.search(code):
                 findings.append(f"cell {i} {why}: `{m.group(0)}`")

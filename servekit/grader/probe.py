@@ -15,9 +15,9 @@ _PROBE_TEMPLATE = """
 async def __grader_probe():
     import json as __grader_json, sys as __grader_sys
     out = {{}}
-    try:
-        import servekit.cluster as __grader_cluster
-        out["port"] = __grader_cluster._state.get("port")
+    try:  # the port servekit.start_serve chose; None when the notebook did not import servekit
+        __grader_kit = __grader_sys.modules.get("servekit")
+        out["port"] = __grader_kit.serve_port() if __grader_kit is not None else None
     except Exception as exc:
         out["port_error"] = repr(exc)
     try:
@@ -25,11 +25,19 @@ async def __grader_probe():
         out["ray_initialized"] = ray.is_initialized()
         if ray.is_initialized():
             from ray import serve
+            routes = {{}}
+            try:  # serve.status() has no route prefixes; the controller's details do
+                from ray.serve.context import _get_global_client
+                details = _get_global_client(raise_if_no_controller_running=False).get_serve_details()
+                found = details.get("applications") or {{}}
+                routes = {{n: a.get("route_prefix") for n, a in found.items()}}
+            except Exception as exc:
+                out["routes_error"] = repr(exc)
             apps = {{}}
             for name, app in serve.status().applications.items():
                 apps[name] = {{
                     "status": str(getattr(app.status, "value", app.status)),
-                    "route_prefix": getattr(app, "route_prefix", None),
+                    "route_prefix": routes.get(name),
                     "deployments": {{
                         d: {{"status": str(getattr(s.status, "value", s.status)),
                             "replica_states": {{str(k): v for k, v in s.replica_states.items()}}}}
@@ -70,11 +78,38 @@ def probe_code(checks: ModuleType, nonce: str) -> str:
     return _PROBE_TEMPLATE.format(extra=extra, nonce=nonce)
 
 
+def probe_text(printed: str, nonce: str) -> str | None:
+    """What the injected cell printed after ``nonce`` (at most ``MAX_PROBE_CHARS``), wherever the nonce
+    is: a thread of the submission may print a status line without a newline just before it, or more
+    text right after the JSON. None if the nonce is not there."""
+    at = printed.find(nonce)
+    if at < 0:
+        return None
+    start = at + len(nonce)
+    return printed[start : start + MAX_PROBE_CHARS]
+
+
+def probe_output(outputs: list[dict], nonce: str) -> str | None:
+    """:func:`probe_text` of the injected cell's stream outputs. Long output may arrive in several
+    messages: each stream's are joined on their own (a thread's stderr between two stdout messages must
+    not split the JSON), stdout first, where the cell prints."""
+    printed: dict[str, str] = {"stdout": ""}
+    for out in outputs:
+        if out.get("output_type") == "stream":
+            name = str(out.get("name", ""))
+            printed[name] = printed.get(name, "") + str(out.get("text", ""))
+    for text in printed.values():
+        if (found := probe_text(text, nonce)) is not None:
+            return found
+    return None
+
+
 def parse_probe(text: str | None, state: dict) -> dict:
+    """The JSON object at the start of ``text`` (from :func:`probe_text`; what follows it is ignored)."""
     if not text:
         return {"probe_missing": state.get("probe_error", "the injected cell printed nothing")}
     try:
-        data = json.loads(text)
+        data, _ = json.JSONDecoder().raw_decode(text)
     except ValueError:
         return {"probe_missing": "the injected cell's output was not JSON"}
     return (

@@ -21,9 +21,10 @@ def new_descendants(before: set[int], exclude: set[int]) -> list[psutil.Process]
     return [p for p in descendants() if p.pid not in before and p.pid not in exclude and alive(p)]
 
 
-def fallback_dirs() -> set[Path]:
-    """The kit's ``/tmp/servekit-ray-*`` session folders (used when scratch/ray is too long a path)."""
-    return set(_cluster.FALLBACK_PARENT.glob(f"{_cluster.FALLBACK_PREFIX}*"))
+def fallback_dirs(scratch: Path) -> set[Path]:
+    """The kit's ``/tmp/servekit-ray-*`` session folders (used when scratch/ray is too long a path) of
+    a notebook whose scratch folder is ``scratch``: never another run's, which may be live."""
+    return set(_cluster.FALLBACK_PARENT.glob(f"{_cluster.fallback_prefix(scratch)}*"))
 
 
 def submission_processes(before: set[int], exclude: set[int], ray_dirs: list[Path]) -> list[psutil.Process]:

@@ -18,10 +18,18 @@ import psutil
 from servekit.cleanup import become_subreaper
 from servekit.grader.checks import Result, cleanup_check, run_checks
 from servekit.grader.job import Limits, make_job, make_workdir, worker_env
-from servekit.grader.notebook import cleanup_cells, code_source, fingerprint, integrity_findings
+from servekit.grader.notebook import (
+    cleanup_cells,
+    cleanup_notes,
+    code_source,
+    fingerprint,
+    integrity_findings,
+    notebook_problem,
+)
 from servekit.grader.probe import parse_probe
 from servekit.grader.processes import fallback_dirs, submission_processes, teardown
-from servekit.grader.report import CheckResult, Report
+from servekit.grader.ready import wait_until_serving
+from servekit.grader.report import CheckResult, Report, printable, valid_name
 from servekit.grader.rubric import CLEANUP_CHECK, GRADING_DIR, Live, assignment_id, load_checks, load_rubric
 from servekit.grader.worker import Channel
 
@@ -39,29 +47,19 @@ def grade_submission(
     grading_dir: Path = GRADING_DIR,
 ) -> Report:
     """Grade one notebook; writes ``report.json``, ``report.md`` (and ``executed.ipynb`` when it ran)
-    under ``out_dir`` and returns the report."""
-    import nbformat
-
+    under ``out_dir`` and returns the report. ``student`` (default the notebook's name) is the name
+    from the file system; the report has it as printable text."""
     limits = limits or Limits()
-    assignment = assignment_id(assignment)
-    rubric = load_rubric(assignment, grading_dir)
-    checks = load_checks(assignment, grading_dir)
     notebook = Path(notebook).resolve()
-    report = Report(
-        student=student or notebook.stem,
-        notebook=str(notebook),
-        assignment=assignment,
-        title=rubric.get("title", f"Assignment {assignment}"),
-        total=rubric["total"],
-    )
+    name = notebook.stem if student is None else student
+    report, rubric = _new_report(notebook, assignment, name, grading_dir)
+    checks = load_checks(report.assignment, grading_dir)
     started = time.monotonic()
     results: dict[str, Result] = {}
-    try:
-        nb = nbformat.read(notebook, as_version=4)
-    except Exception as exc:  # noqa: BLE001 - a broken file is a submission's problem, reported
-        nb = None
-        report.execution = {"ran": False, "why": f"not a readable notebook: {type(exc).__name__}: {exc}"}
-    if nb is not None:
+    nb, why = _read_submission(notebook, name)
+    if why:
+        _mark_not_gradeable(report, why)
+    else:
         report.integrity = integrity_findings(nb)
         if report.integrity:
             report.flagged = True
@@ -73,6 +71,60 @@ def grade_submission(
         else:
             out_dir.mkdir(parents=True, exist_ok=True)
             results = _run_and_check(nb, notebook, checks, rubric, limits, report, grading_dir, out_dir)
+    return _finish(report, rubric, results, out_dir, started)
+
+
+def not_gradeable(
+    notebook: Path, assignment: str, out_dir: Path, why: str, student: str, grading_dir: Path = GRADING_DIR
+) -> Report:
+    """The report (written under ``out_dir``) of a submission that could not be graded: score 0, ``why``."""
+    report, rubric = _new_report(Path(notebook).resolve(), assignment, student, grading_dir)
+    _mark_not_gradeable(report, why)
+    return _finish(report, rubric, {}, out_dir, time.monotonic())
+
+
+def _new_report(notebook: Path, assignment: str, name: str, grading_dir: Path) -> tuple[Report, dict]:
+    assignment = assignment_id(assignment)
+    rubric = load_rubric(assignment, grading_dir)
+    report = Report(
+        student=printable(name),
+        notebook=printable(str(notebook)),
+        assignment=assignment,
+        title=rubric.get("title", f"Assignment {assignment}"),
+        total=rubric["total"],
+    )
+    return report, rubric
+
+
+def _read_submission(notebook: Path, name: str) -> tuple[Any, str | None]:
+    """The notebook, or why it cannot be graded: a name that is not text, a file nbformat cannot read,
+    or one it reads but the notebook format rejects (a code cell without source, say)."""
+    import nbformat
+
+    if not valid_name(name):
+        return None, (
+            f"its name, {printable(name)}, is not valid UTF-8 text: rename the file or folder"
+            " and grade it again"
+        )
+    try:
+        nb = nbformat.read(notebook, as_version=4)
+    except Exception as exc:  # noqa: BLE001 - a broken file is a submission's problem, reported
+        return None, f"not a readable notebook: {type(exc).__name__}: {str(exc)[:300]}"
+    if problem := notebook_problem(nb):
+        return None, f"the file breaks the notebook format: {problem}"
+    return nb, None
+
+
+def _mark_not_gradeable(report: Report, why: str) -> None:
+    report.not_gradeable = why
+    report.execution = {"ran": False, "why": f"not gradeable: {why}"}
+
+
+def _finish(
+    report: Report, rubric: dict[str, Any], results: dict[str, Result], out_dir: Path, started: float
+) -> Report:
+    """Score ``report`` from the checks' ``results`` (a check without one fails with the reason the
+    notebook did not run), write it under ``out_dir``, return it."""
     for item in rubric["checks"]:
         passed, reason, seconds = results.get(
             item["id"], (False, report.execution.get("why", "not checked"), 0.0)
@@ -84,9 +136,7 @@ def grade_submission(
         )
     report.score = 0 if report.flagged else sum(c.points for c in report.checks)
     report.seconds = round(time.monotonic() - started, 1)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "report.json").write_text(report.to_json())
-    (out_dir / "report.md").write_text(report.to_markdown())
+    report.write(out_dir)
     return report
 
 
@@ -109,7 +159,8 @@ class _Run:
 
     def ray_dirs(self) -> list[Path]:
         """The submission's Ray session folders: its scratch/ray and the fallbacks that appeared."""
-        return [self.workdir / "scratch" / "ray", *sorted(fallback_dirs() - self.fallbacks_before)]
+        scratch = self.workdir / "scratch"
+        return [scratch / "ray", *sorted(fallback_dirs(scratch) - self.fallbacks_before)]
 
     def send(self, line: str) -> None:
         """One line to the worker: the job, then ``go`` past the check point and the cleanup."""
@@ -136,7 +187,7 @@ def _run_and_check(
     protected = [grading_dir, *GRADER_FILES]
     hashes = fingerprint(protected)
     before = {p.pid for p in psutil.Process().children(recursive=True)}
-    fallbacks_before = fallback_dirs()
+    fallbacks_before = fallback_dirs(workdir / "scratch")
     log = (workdir / "worker.log").open("w")
     worker = subprocess.Popen(
         [sys.executable, "-m", "servekit.grader.worker"],
@@ -150,7 +201,10 @@ def _run_and_check(
     )
     run = _Run(worker, workdir, before, fallbacks_before, nb, checks, rubric, limits, report)
     try:
-        return _drive(run, job, stop_cells)
+        results = _drive(run, job, stop_cells)
+        report.execution["cleanup_cells"] = stop_cells
+        report.execution["cleanup_notes"] = cleanup_notes(nb, stop_cells)
+        return results
     finally:
         stopped = teardown(worker, run.kernel_pid, before, run.ray_dirs(), report, run.finished)
         found = run.live.leftovers if run.live is not None else []
@@ -200,6 +254,7 @@ def _drive(run: _Run, job: dict[str, Any], stop_cells: list[int]) -> dict[str, R
     live = run.live = Live(
         parse_probe(live_msg.get("probe"), live_msg["state"]), run.workdir, code_source(run.nb)
     )
+    ready = report.execution["app_ready"] = wait_until_serving(live, limits.ready_timeout_s)
     results.update(run_checks(run.checks, live, run.rubric))
     run.send("go")
     cleaned = channel.wait(
@@ -210,7 +265,7 @@ def _drive(run: _Run, job: dict[str, Any], stop_cells: list[int]) -> dict[str, R
         report.execution["killed"] = "the cleanup cells did not finish in time; the grader stopped the kernel"
         results[CLEANUP_CHECK] = (False, "the cleanup cells did not finish in time", 0.0)
         return results
-    report.execution = dict(cleaned["state"])
+    report.execution = dict(cleaned["state"]) | {"app_ready": ready}
     ray_dirs = run.ray_dirs()
     results[CLEANUP_CHECK] = cleanup_check(
         stop_cells, lambda: submission_processes(run.before, exclude, ray_dirs), limits.grace_s, t0, live

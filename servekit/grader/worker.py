@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from servekit.grader.probe import MAX_PROBE_CHARS
+from servekit.grader.probe import probe_output
 
 
 class Channel:
@@ -112,7 +112,14 @@ async def _run_notebook(
         record_timing=False,
         resources={"metadata": {"path": job["workdir"]}},
     )
-    state: dict[str, Any] = {"ran": True, "cells_run": 0, "error": None}
+    # before_checks, after_checks: the cells run on each side of the checks, in order
+    state: dict[str, Any] = {
+        "ran": True,
+        "cells_run": 0,
+        "error": None,
+        "before_checks": [],
+        "after_checks": [],
+    }
     async with client.async_setup_kernel():
         send("started", kernel_pid=getattr(client.km.provisioner, "pid", None))
         deadline[0] = time.monotonic() + job["timeout_s"]
@@ -145,6 +152,7 @@ async def _run_cells(
             state.setdefault("skipped", []).append(i)
             continue
         send("cell", index=i, done=state["cells_run"])
+        state["before_checks"].append(i)
         try:
             await client.async_execute_cell(cell, i)
             state["cells_run"] += 1
@@ -172,18 +180,12 @@ async def _run_probe(client: Any, nb: Any, job: dict[str, Any], state: dict[str,
 
     probe = nbformat.v4.new_code_cell(job["probe"], metadata={"grader": "probe"})
     nb.cells.append(probe)
-    probe_result: str | None = None
     try:
         await client.async_execute_cell(probe, len(nb.cells) - 1)
     except Exception as exc:  # noqa: BLE001 - reported, the checks then fail with this reason
         state["probe_error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
-    # A long line may arrive in several stream messages: join them before splitting lines.
-    printed = "".join(o.get("text", "") for o in probe.outputs if o.get("output_type") == "stream")
-    for line in printed.splitlines():
-        if line.startswith(job["nonce"]):
-            probe_result = line[len(job["nonce"]) :][:MAX_PROBE_CHARS]
     nb.cells.pop()
-    return probe_result
+    return probe_output(probe.outputs, job["nonce"])
 
 
 async def _run_cleanup(client: Any, nb: Any, cleanup: list[int], state: dict[str, Any]) -> None:
@@ -191,6 +193,7 @@ async def _run_cleanup(client: Any, nb: Any, cleanup: list[int], state: dict[str
     state["cleanup_errors"] = []
     for i in cleanup:
         nb.cells[i].metadata["grader"] = "cleanup"
+        state["after_checks"].append(i)
         try:
             await client.async_execute_cell(nb.cells[i], i)
         except _cell_errors() as exc:
