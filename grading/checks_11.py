@@ -13,6 +13,7 @@ import json
 APP, ROUTE, MODEL = "llm", "/llm/v1/chat/completions", "smollm2-135m-instruct"
 HIDDEN = [{"role": "user", "content": "List two animals that live in the sea."}]
 HIDDEN_MAX_TOKENS = 20
+LONG = [{"role": "user", "content": "Write a long poem about mountains."}]
 
 #: Runs in the learner's kernel (body of ``async def __grader_extra(out)``).
 PROBE = f"""
@@ -26,10 +27,21 @@ else:
         handle = serve.get_deployment_handle("LLMServer", app_name={APP!r})
         pieces = []
         async def collect():
-            async for piece in fn(handle, {HIDDEN!r}, {HIDDEN_MAX_TOKENS}):
+            gen = fn(handle, {HIDDEN!r}, {HIDDEN_MAX_TOKENS})
+            if inspect.iscoroutine(gen):  # not a generator (the stub): its own error shows first
+                await gen
+                raise TypeError("stream_text must be an async generator (async def + yield)")
+            async for piece in gen:
                 pieces.append(piece if isinstance(piece, str) else repr(piece))
         await asyncio.wait_for(collect(), 120)
         out["stream_text"] = {{"pieces": pieces, "asyncgen": inspect.isasyncgenfunction(fn)}}
+        stats = serve.get_deployment_handle("LLMServer", app_name={APP!r}).get_stats
+        before = (await stats.remote())["cancelled"]
+        early = fn(handle, {LONG!r}, 128)
+        await asyncio.wait_for(anext(early), 60)
+        await early.aclose()
+        await asyncio.sleep(1.5)
+        out["stream_text"]["stopped"] = (await stats.remote())["cancelled"] - before
     except BaseException as exc:
         out["stream_text"] = {{"error": f"{{type(exc).__name__}}: {{exc}}"}}
 """
@@ -146,4 +158,6 @@ def check_ex_stream_text(live):
         )
     if len(pieces) < 2:
         return False, "the answer came as one piece: yield each token's text as it arrives"
-    return True, f"on a new prompt, {len(pieces)} pieces that add up to the app's answer"
+    if found.get("stopped") != 1:
+        return False, "closing stream_text's generator early did not stop the generation on the replica"
+    return True, f"{len(pieces)} pieces that add up to the app's answer; closing early stops the replica"
