@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.installed
 # (make test NB=solutions/03_scaling.ipynb). The nbval flags live in pyproject.toml (addopts).
 NB ?= notebooks solutions tests
 
-.PHONY: lab test test-fast test-rerun setup system-deps notebooks execute bench train clean
+.PHONY: lab test test-fast test-rerun test-exercises setup system-deps notebooks execute bench train clean
 
 # The lab's root is the repository (README, data/ and solutions/ open from the file browser, as on
 # Binder), and it opens on the first lesson. Containers and many GPU boxes run as root, where
@@ -44,6 +44,12 @@ test-rerun: setup
 	@set -e; for nb in $(RERUN_NB); do for run in 1 2; do \
 	  echo "== $$nb: run $$run of 2"; $(BIN)/python -m pytest --durations=5 "$$nb"; \
 	done; done
+
+# Every exercise check against plausible wrong answers (tests/wrong_answers/): each must fail its
+# check, each solution must pass. One kernel per lesson, a few minutes each; not part of make test.
+# make test-exercises NB=solutions/08_ab_testing.ipynb for one lesson.
+test-exercises: setup
+	$(BIN)/python scripts/try_wrong_answers.py $(filter %.ipynb,$(NB))
 
 setup: $(STAMP) system-deps
 

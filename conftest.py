@@ -14,6 +14,10 @@ descendant still alive is a leftover: we stop it by PID (never by name, which wo
 learner's other Ray clusters) and fail the notebook's last cell, so a leak cannot pass. Then the
 session folders in /tmp and the registry files of clusters that are gone are removed.
 
+Memory: each notebook's kernel, and so everything it starts, runs in a 2 GiB memory cgroup without
+swap, as on Binder (servekit/nbval_memcap.py, installed below); an out-of-memory kill fails the
+notebook, and each notebook's peak is printed at the end of the run.
+
 A notebook that "passed in 0 s" fails too: its cells' run times are summed, and a total under
 NOTEBOOK_FLOOR_S (every course notebook starts Ray, ~15 s at the least) means it ran nothing real.
 The sums are printed at the end of the run, one line per notebook.
@@ -28,6 +32,9 @@ import pytest
 
 from servekit import nbval_noise
 from servekit.cleanup import become_subreaper, reap_leftovers, remove_stale
+
+# Binder's 2 GiB around every notebook's kernel and all it starts (servekit/nbval_memcap.py)
+pytest_plugins = ["servekit.nbval_memcap"]
 
 TIERS = ("unit", "live", "notebook")
 # unit:     no Ray cluster, no kernel, no server process. In-process stand-ins are fine (Serve's local

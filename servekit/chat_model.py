@@ -14,6 +14,8 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -67,9 +69,18 @@ def build_chat_model(target: Path) -> Path:
 
 
 def chat_model_dir() -> tuple[Path, bool]:
-    """The built folder, and whether it came from the cache (False: built just now)."""
+    """The built folder, and whether it came from the cache (False: built just now).
+
+    The build runs in a child process that exits afterwards: the caller (a notebook's kernel) never
+    imports torch for it, keeps no de-quantized copy in memory (Binder's 2 GiB), and prints nothing
+    (transformers' warnings and progress bars would be output a stored notebook does not have)."""
     target = SCRATCH / "models" / "smollm2-135m-instruct"
     stamp = target / "servekit-fingerprint.txt"
     if stamp.exists() and stamp.read_text() == fingerprint():
         return target, True
-    return build_chat_model(target), False
+    gguf_folder()  # a missing wheel is said here, in the caller, with what to install
+    code = f"import pathlib, servekit.chat_model as m; m.build_chat_model(pathlib.Path({str(target)!r}))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=SCRATCH.parent)
+    if done.returncode != 0:
+        raise RuntimeError(f"building the chat model failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return target, False

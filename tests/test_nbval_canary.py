@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -58,3 +60,19 @@ def test_make_test_does_not_collect_notebooks_that_fail_on_purpose():
     assert "::Cell 0" in out, out[-3000:]  # notebooks are collected at all
     for part in ("tests/canary/", "grading_fixtures/"):
         assert part not in out, [line for line in out.splitlines() if part in line][:5]
+
+
+def test_a_notebook_past_binders_memory_fails_with_its_name_and_peak():
+    # servekit/nbval_memcap.py puts each kernel in a 2 GiB memory cgroup without swap, as Binder does:
+    # a cell that needs 2.5 GiB gets its kernel killed, and the notebook fails saying why.
+    out = run_canary("memory.ipynb", "-p", "servekit.nbval_memcap")
+    if "notebooks ran without a memory cap" in out:
+        pytest.skip(re.search(r"notebooks ran without a memory cap: .*", out)[0])
+    assert "memory.ipynb: the out-of-memory killer ended 1 process(es) inside its 2 GiB memory cap" in out, (
+        out[-3000:]
+    )
+    peak_line = r"^\s*2\.\d\d GiB  tests/canary/memory\.ipynb  cap 2 GiB, 1 OOM kill"
+    assert re.search(peak_line, out, re.M), out[-3000:]
+    # the same plugin on a notebook that fits: passes, and its peak is in the table
+    fits = run_canary("noise.ipynb", "-p", "servekit.nbval_memcap", *NOISE_FILTER)
+    assert re.search(r"^\s*0\.\d\d GiB  tests/canary/noise\.ipynb  cap 2 GiB$", fits, re.M), fits[-3000:]
