@@ -112,6 +112,7 @@ MODULE_TIERS: dict[str, str | dict[str, list[str]]] = {
     "test_packaging.py": "unit",
     "test_rayservice_manifest.py": "unit",
     "test_sanitizer.py": "unit",
+    "test_notebook_cells.py": "unit",
     "test_scratch_rerun.py": "unit",
     "test_servekit_backends.py": "unit",
     "test_servekit_child.py": "unit",

@@ -131,9 +131,10 @@ def batching_modes(notebook: Path, requests: tuple[int, int] | None = None) -> d
     lesson's offline_limit() measures in the same fresh process right before its cluster starts.
     ``requests``: (unbatched, batched) requests per timed run instead of the lesson's."""
     from servekit import resolve_model
-    from servekit.modes import compare_modes, load_cells
+    from servekit.modes import compare_modes
+    from servekit.notebook_cells import load_cells
 
-    cells = load_cells(notebook, ("measure-code", "app-code"))
+    cells = vars(load_cells(notebook, ("measure-code", "app-code")))
     app = cells["SentimentAnalyzer"].bind(resolve_model("sentiment").location)
     modes = compare_modes(
         app,
@@ -169,9 +170,10 @@ def batching_modes(notebook: Path, requests: tuple[int, int] | None = None) -> d
 
 def overhead_modes(notebook: Path) -> dict:
     """Lesson 06's bench app (a no-op and a model route) and measure_overhead() in each Serve mode."""
-    from servekit.modes import compare_modes, load_cells
+    from servekit.modes import compare_modes
+    from servekit.notebook_cells import load_cells
 
-    cells = load_cells(notebook)
+    cells = vars(load_cells(notebook, ("app-code", "measure-code")))
     modes = compare_modes(
         cells["BenchOnServe"].bind(),
         others_meanwhile(cells["measure_overhead"]),

@@ -17,9 +17,9 @@ In the child, handles need a running event loop in throughput mode (``.result()`
 before its cluster starts (e.g. the model's offline speed), so that a ratio compares numbers taken
 minutes apart at most, on a machine whose other load may have changed meanwhile.
 
-:func:`load_cells` runs a notebook's cells tagged ``app-code`` and ``measure-code`` in a fresh module,
-so that a script can measure a lesson's own app in each mode (``make bench`` does, through
-``scripts/bench.py``).
+:func:`servekit.notebook_cells.load_cells` runs a notebook's cells tagged ``app-code`` and
+``measure-code`` in a fresh module, so that a script can measure a lesson's own app in each mode
+(``make bench`` does, through ``scripts/bench.py``).
 
 A FastAPI app usually answers 404 at its bare route prefix: give a path that answers once the app is
 up (``health_path="/docs"``).
@@ -29,12 +29,9 @@ from __future__ import annotations
 
 import asyncio
 import copyreg
-import json
 import os
-import sys
 import tempfile
 import threading
-import types
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -179,29 +176,3 @@ def _status(requests, url: str) -> int:
         return requests.get(url, timeout=5).status_code
     except requests.ConnectionError:
         return 0
-
-
-def tagged_code(notebook: Path, tags: Sequence[str]) -> str:
-    """The source of a notebook's code cells that carry any of ``tags``, in order."""
-    cells = json.loads(Path(notebook).read_text())["cells"]
-    return "\n\n".join(
-        "".join(c["source"])
-        for c in cells
-        if c["cell_type"] == "code" and set(tags) & set(c.get("metadata", {}).get("tags", []))
-    )
-
-
-def load_cells(notebook: Path, tags: Sequence[str] = ("app-code", "measure-code")) -> dict[str, Any]:
-    """Run a notebook's code cells tagged with any of ``tags``, in order, in a fresh module.
-
-    The module is a real one (in ``sys.modules``, as a kernel's ``__main__`` is) that cloudpickle
-    sends by value. Cells run in a bare dict instead gave FastAPI body models that a replica, two
-    pickles away, called "not fully defined": a 500 for every request.
-    """
-    from ray import cloudpickle
-
-    module = types.ModuleType(f"lesson_{Path(notebook).stem}")
-    sys.modules[module.__name__] = module
-    cloudpickle.register_pickle_by_value(module)
-    exec(compile(tagged_code(notebook, tags), str(notebook), "exec"), module.__dict__)
-    return module.__dict__

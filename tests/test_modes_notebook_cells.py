@@ -13,7 +13,8 @@ from pathlib import Path
 
 from ray import cloudpickle
 
-from servekit.modes import load_cells, run_in_mode
+from servekit.modes import run_in_mode
+from servekit.notebook_cells import load_cells
 
 ROOT = Path(__file__).resolve().parents[1]
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the child cannot import this test module
@@ -30,7 +31,7 @@ async def _one_request_per_route(handle, url: str) -> dict[str, tuple[int, str]]
 
 
 def test_lesson06_bench_app_serves_in_a_mode_child():
-    cells = load_cells(ROOT / "solutions" / "06_fastapi_ingress.ipynb")
+    cells = vars(load_cells(ROOT / "solutions" / "06_fastapi_ingress.ipynb", ("app-code", "measure-code")))
     answers = run_in_mode(
         "default",
         cells["BenchOnServe"].bind(),

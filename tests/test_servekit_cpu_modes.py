@@ -16,7 +16,8 @@ import servekit
 from servekit.child import ChildFailed, in_child
 from servekit.cleanup import descendants, still_running
 from servekit.cpu import CpuUse, cpu_by_role, role_of
-from servekit.modes import MODES, _serve_and_measure, fresh_locks, mode_env, run_in_mode, tagged_code
+from servekit.modes import MODES, _serve_and_measure, fresh_locks, mode_env, run_in_mode
+from servekit.notebook_cells import tagged_code
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSON05 = ROOT / "solutions" / "05_batching.ipynb"
