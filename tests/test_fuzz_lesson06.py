@@ -26,7 +26,7 @@ import pytest
 import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from lesson_code import load_app, unload
+from lesson_code import lesson_app
 
 import servekit
 
@@ -39,18 +39,14 @@ LIMIT = 64 * 1024  # the lesson's MAX_BODY_BYTES
 @pytest.fixture(scope="module")
 def url(serve_cluster):
     """The lesson's app, deployed from its app-code cells on the shared live cluster."""
-    from ray import serve
 
-    module = load_app(NOTEBOOK, "lesson06_fuzzed")
-    try:
-        model = module.SentimentAnalyzer.bind(servekit.resolve_model("sentiment").location)
-        serve.run(module.SentimentAPI.bind(model), name="fuzz06", route_prefix="/fuzz06")
-        base = servekit.serve_url("/fuzz06")
-        servekit.wait_until_healthy("fuzz06", f"{base}/health")
+    def build(lesson):
+        return lesson.SentimentAPI.bind(
+            lesson.SentimentAnalyzer.bind(servekit.resolve_model("sentiment").location)
+        )
+
+    with lesson_app(NOTEBOOK, "fuzz06", build, health_path="/health") as base:
         yield base
-        serve.delete("fuzz06")
-    finally:
-        unload(module)
 
 
 def check_answer(status: int | None, body: bytes, what: str) -> None:

@@ -9,37 +9,16 @@ Starts Ray: on a shared machine run it under the lock (``flock /tmp/ray.lock pyt
 
 from __future__ import annotations
 
-import contextlib
 import types
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from http_fuzz import fuzz_http_app
-from lesson_code import load_app, unload
+from lesson_code import deploy, lesson_app
 from ray import serve
 
 import servekit
 from servekit.models import ModelUnavailable
-
-
-def deploy(app, name: str) -> str:
-    serve.run(app, name=name, route_prefix=f"/{name}")
-    url = servekit.serve_url(f"/{name}")
-    servekit.wait_until_healthy(name, url)
-    return url
-
-
-@contextlib.contextmanager
-def lesson_app(notebook: str, name: str, build: Callable[[types.ModuleType], Any]) -> Iterator[str]:
-    """Deploy ``build(module of the notebook's app-code cells)`` as app ``name``; yield its URL; delete it."""
-    lesson = load_app(notebook, f"lesson_{name}")
-    try:
-        yield deploy(build(lesson), name)
-    finally:
-        serve.delete(name)
-        unload(lesson)
-
 
 SENTIMENT = {"text": "I love this course!"}
 

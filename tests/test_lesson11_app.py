@@ -25,7 +25,7 @@ import pytest
 import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from lesson_code import load_app, unload
+from lesson_code import lesson_app
 
 import servekit
 from servekit.paths import REPO_ROOT
@@ -36,18 +36,11 @@ GOOD = {"model": "smollm2-135m-instruct", "messages": [{"role": "user", "content
 
 @pytest.fixture(scope="module")
 def url(serve_cluster):
-    from ray import serve
+    def build(lesson):
+        return lesson.OpenAIServer.bind(lesson.LLMServer.bind(servekit.resolve_model("chat").location))
 
-    module = load_app(NOTEBOOK, "lesson11_fuzzed")
-    try:
-        llm = module.LLMServer.bind(servekit.resolve_model("chat").location)
-        serve.run(module.OpenAIServer.bind(llm), name="fuzz11", route_prefix="/fuzz11")
-        base = servekit.serve_url("/fuzz11")
-        servekit.wait_until_healthy("fuzz11", f"{base}/v1/models")
+    with lesson_app(NOTEBOOK, "fuzz11", build, health_path="/v1/models") as base:
         yield base
-        serve.delete("fuzz11")
-    finally:
-        unload(module)
 
 
 def check(response: requests.Response, what: str) -> None:

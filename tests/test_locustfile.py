@@ -15,8 +15,7 @@ import subprocess
 import sys
 
 import pytest
-from lesson_code import load_app, unload
-from ray import serve
+from lesson_code import lesson_app
 
 import servekit
 from conftest import QuietHandler, local_http_server
@@ -32,15 +31,9 @@ def sentiment_url(serve_cluster):
         model_dir = servekit.resolve_model("sentiment").location
     except ModelUnavailable as exc:  # pragma: no cover - the model ships with the course's pins
         pytest.skip(str(exc))
-    lesson = load_app("solutions/01_first_deployment.ipynb", f"lesson_{NAME}")
-    try:
-        serve.run(lesson.SentimentAnalyzer.bind(model_dir), name=NAME, route_prefix=f"/{NAME}")
-        url = servekit.serve_url(f"/{NAME}")
-        servekit.wait_until_healthy(NAME, url)
+    build = lambda lesson: lesson.SentimentAnalyzer.bind(model_dir)
+    with lesson_app("solutions/01_first_deployment.ipynb", NAME, build) as url:
         yield url
-    finally:
-        serve.delete(NAME)
-        unload(lesson)
 
 
 def run_locust(host: str, path: str, csv_prefix, *extra: str) -> subprocess.CompletedProcess:
