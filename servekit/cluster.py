@@ -20,6 +20,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from servekit.paths import SCRATCH
+from servekit.ray_patches import (
+    env_for_new_processes,
+    single_machine_mode,
+    without_idle_helpers,
+)
 
 #: Where Ray's session folder goes when scratch/ray is too long a path for Ray's Unix sockets.
 FALLBACK_PARENT = Path("/tmp")
@@ -128,87 +133,6 @@ def _forget(pid: int) -> None:
 MALLOC_ARENAS = ("MALLOC_ARENA_MAX", "2")
 
 
-@contextlib.contextmanager
-def _env_for_new_processes(name: str, value: str, keep_yours: bool = True) -> Iterator[None]:
-    """``name=value`` in the environment of the processes a ``ray.init`` in this block starts.
-
-    GCS, raylet and dashboard inherit it from this process, agents and workers from the raylet.
-    The variable is put back after the block, so processes this one starts later are not affected.
-    With ``keep_yours``, a value already set (by you) is kept.
-    """
-    saved = os.environ.get(name)
-    if saved is None or not keep_yours:
-        os.environ[name] = value
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = saved
-
-
-#: With "0", Ray runs in its single-machine mode (its default on macOS and Windows): the node's
-#: address stays 127.0.0.1 instead of being rewritten to the machine's, and nodes cannot be added.
-SINGLE_MACHINE_VAR = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
-
-
-@contextlib.contextmanager
-def _single_machine_mode() -> Iterator[None]:
-    """Ray's single-machine mode for the processes a ``ray.init`` in this block starts.
-
-    Every Ray process reads the variable once, when it imports Ray (``ray_constants``). GCS, raylet
-    and dashboard are started by ``ray.init`` and inherit this process's environment; agents and
-    workers inherit the raylet's. This process imported Ray long before, so its module attribute is
-    set too: ``services.get_node_ip_address()`` reads it at call time, and without it ``ray.init``
-    rewrites ``_node_ip_address="127.0.0.1"`` to the machine's address. Both are put back after the
-    block: the running cluster keeps its copy (the driver asks its node from then on), and a
-    ``ray start`` run later from this process (servekit.ray_cluster) can still add nodes.
-    """
-    from ray._private import ray_constants
-
-    saved_flag = ray_constants.ENABLE_RAY_CLUSTER
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    try:
-        with _env_for_new_processes(SINGLE_MACHINE_VAR, "0", keep_yours=False):
-            yield
-    finally:
-        ray_constants.ENABLE_RAY_CLUSTER = saved_flag
-
-
-@contextlib.contextmanager
-def _without_idle_helpers(api_server: bool) -> Iterator[None]:
-    """A ``ray.init`` in this block starts no autoscaler monitor and no log monitor, and no API
-    server unless ``api_server``.
-
-    On a fixed-size local cluster whose logs stay in files (``log_to_driver=False``) the three only
-    take memory: the monitor (about 60 MB) reports resource demand to an autoscaler that has no
-    nodes to add, the log monitor (about 55 MB) copies worker log lines to drivers that asked not to
-    get them, and without the dashboard the API server (about 85 MB) loads only Ray's usage-stats
-    module. ``ray.init`` has no argument for them (``ray start`` has ``--no-monitor``): the block
-    hands ``ray.init`` a ``RayParams`` with the monitors off and skips ``Node.start_api_server``;
-    both are put back after it.
-    """
-    from ray._private import node, parameter
-
-    base = parameter.RayParams
-
-    class Params(base):  # type: ignore[misc, valid-type]
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            super().__init__(*args, **kwargs)
-            self.no_monitor, self.include_log_monitor = True, False
-
-    saved_start = node.Node.start_api_server
-    parameter.RayParams = Params
-    if not api_server:
-        node.Node.start_api_server = lambda self, **_: None  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        parameter.RayParams = base
-        node.Node.start_api_server = saved_start  # type: ignore[method-assign]
-
-
 _NO_PRESTART = {"enable_worker_prestart": False, "prestart_worker_first_driver": False}
 
 
@@ -282,9 +206,9 @@ def start_ray(
     _forget_at_exit()
     system_config = _QUIET_RETRY_NOTICES if prestart_workers else {**_QUIET_RETRY_NOTICES, **_NO_PRESTART}
     with (
-        _single_machine_mode() if loopback_only else contextlib.nullcontext(),
-        _without_idle_helpers(api_server=dashboard) if lean else contextlib.nullcontext(),
-        _env_for_new_processes(*MALLOC_ARENAS) if lean else contextlib.nullcontext(),
+        single_machine_mode() if loopback_only else contextlib.nullcontext(),
+        without_idle_helpers(api_server=dashboard) if lean else contextlib.nullcontext(),
+        env_for_new_processes(*MALLOC_ARENAS) if lean else contextlib.nullcontext(),
     ):
         ctx = ray.init(
             address="local",

@@ -35,7 +35,8 @@ from pathlib import Path
 import psutil
 import requests
 
-from servekit.cluster import SINGLE_MACHINE_VAR, free_port, ray_temp_dir
+from servekit.cluster import free_port, ray_temp_dir
+from servekit.ray_patches import SINGLE_MACHINE_VAR
 
 HOST = "127.0.0.1"
 #: Faster node-failure detection than Ray's default (a missed health check every 3 s, 5 in a row):

@@ -13,7 +13,7 @@ import psutil
 import pytest
 import requests
 
-from servekit import cluster
+from servekit import cluster, ray_patches
 from servekit.ray_cluster import LocalCluster
 from servekit.sockets import exposed, listening_sockets
 
@@ -25,28 +25,43 @@ def test_the_switch_is_set_only_while_ray_init_runs(monkeypatch, tmp_path):
     seen = {}
 
     def fake_init(**kwargs):
-        seen["env"] = os.environ.get(cluster.SINGLE_MACHINE_VAR)
+        seen["env"] = os.environ.get(ray_patches.SINGLE_MACHINE_VAR)
         seen["flag"] = ray_constants.ENABLE_RAY_CLUSTER
         raise RuntimeError("stop before a cluster starts")
 
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", fake_init)
     monkeypatch.setattr(cluster, "SCRATCH", tmp_path)
-    monkeypatch.delenv(cluster.SINGLE_MACHINE_VAR, raising=False)
+    monkeypatch.delenv(ray_patches.SINGLE_MACHINE_VAR, raising=False)
     flag = ray_constants.ENABLE_RAY_CLUSTER
     for loopback_only, during in ((True, ("0", False)), (False, (None, flag))):
         with pytest.raises(RuntimeError, match="stop before"):
             cluster.start_ray(loopback_only=loopback_only)
         assert (seen["env"], seen["flag"]) == during
-        assert cluster.SINGLE_MACHINE_VAR not in os.environ, "put back, even when ray.init fails"
+        assert ray_patches.SINGLE_MACHINE_VAR not in os.environ, "put back, even when ray.init fails"
         assert ray_constants.ENABLE_RAY_CLUSTER is flag
 
 
+def test_on_another_ray_the_patches_warn_and_leave_ray_alone(monkeypatch):
+    import ray
+    from ray._private import node, parameter, ray_constants
+
+    assert ray_patches.written_for_this_ray(), f"the pinned Ray is {ray_patches.WRITTEN_FOR}.x"
+    monkeypatch.setattr(ray, "__version__", "2.61.0")
+    monkeypatch.delenv(ray_patches.SINGLE_MACHINE_VAR, raising=False)
+    before = (ray_constants.ENABLE_RAY_CLUSTER, parameter.RayParams, node.Node.start_api_server)
+    with pytest.warns(RuntimeWarning, match="written for Ray 2.60, not 2.61.0"):
+        with ray_patches.single_machine_mode(), ray_patches.without_idle_helpers(api_server=False):
+            during = (ray_constants.ENABLE_RAY_CLUSTER, parameter.RayParams, node.Node.start_api_server)
+            assert ray_patches.SINGLE_MACHINE_VAR not in os.environ
+    assert during == before
+
+
 def test_ray_start_commands_never_inherit_the_switch(monkeypatch, tmp_path):
-    monkeypatch.setenv(cluster.SINGLE_MACHINE_VAR, "0")
+    monkeypatch.setenv(ray_patches.SINGLE_MACHINE_VAR, "0")
     c = LocalCluster(tmp_path, 1, 2, "token", {"RAY_AUTH_MODE": "token"})
     env = c.full_env()
-    assert cluster.SINGLE_MACHINE_VAR not in env
+    assert ray_patches.SINGLE_MACHINE_VAR not in env
     assert env["RAY_AUTH_MODE"] == "token" and env["PATH"] == os.environ["PATH"]
 
 
