@@ -9,6 +9,8 @@ service) is checked over HTTP and through the CPUs Ray has left. Each check retu
 
 from __future__ import annotations
 
+from servekit.grader.rubric import short
+
 APP, ROUTE = "sentiment", "/sentiment"
 HIDDEN_TEXTS = [
     "This is the best pizza I have had in years!",
@@ -39,10 +41,6 @@ out["available_cpu"] = ray.available_resources().get("CPU") if ray.is_initialize
 """
 
 
-def _short(text: str, n: int = 120) -> str:
-    return text if len(text) <= n else text[:n] + "..."
-
-
 def _replicas(live) -> dict:
     app = live.app_status(APP) or {}
     return (app.get("deployments") or {}).get("SentimentAnalyzer", {}).get("replica_states") or {}
@@ -63,13 +61,13 @@ def check_app_running(live):
 def check_answers_good_input(live):
     answer = live.post(ROUTE, {"text": "I love this course, it is wonderful!"})
     if answer.status_code != 200:
-        return False, f"a clear positive sentence got HTTP {answer.status_code}: {_short(answer.text)}"
+        return False, f"a clear positive sentence got HTTP {answer.status_code}: {short(answer.text)}"
     body = answer.json()
     if not isinstance(body, dict) or set(body) != {"label", "score", "scores"}:
-        return False, f"the answer is not {{label, score, scores}}: {_short(answer.text)}"
+        return False, f"the answer is not {{label, score, scores}}: {short(answer.text)}"
     if body["label"] != "positive":
         return False, f"a clear positive sentence got label {body['label']!r}"
-    return True, f"HTTP 200 {_short(answer.text)}"
+    return True, f"HTTP 200 {short(answer.text)}"
 
 
 BAD = {
@@ -80,24 +78,16 @@ BAD = {
 }
 
 
+def _error_text(answer) -> str:
+    try:
+        error = answer.json().get("error")
+    except (ValueError, AttributeError):
+        return ""
+    return error if isinstance(error, str) else ""
+
+
 def check_bad_input_4xx(live):
-    got = {}
-    for case, (kwargs, want) in BAD.items():
-        answer = live.post(ROUTE, **kwargs)
-        got[case] = answer.status_code
-        try:
-            has_error = isinstance(answer.json().get("error"), str)
-        except (ValueError, AttributeError):
-            has_error = False
-        if answer.status_code != want or not has_error:
-            return (
-                False,
-                f"{case}: HTTP {answer.status_code} {_short(answer.text)}, expected {want} with an error",
-            )
-    after = live.post(ROUTE, {"text": "Still working?"})
-    if after.status_code != 200:
-        return False, f"after the bad requests a good one got HTTP {after.status_code}"
-    return True, f"statuses {got}; the app kept serving"
+    return live.bad_then_good(ROUTE, BAD, {"text": "Still working?"}, _error_text)
 
 
 def check_ex1_classify_many(live):
@@ -105,10 +95,10 @@ def check_ex1_classify_many(live):
     if not isinstance(found, dict):
         return False, f"could not call classify_many ({live.kernel.get('probe_missing', 'no result')})"
     if "error" in found:
-        return False, f"classify_many(handle, texts) raised {_short(str(found['error']), 200)}"
+        return False, f"classify_many(handle, texts) raised {short(str(found['error']), 200)}"
     value = found.get("value")
     if not isinstance(value, dict):
-        return False, f"classify_many returned {_short(str(value))}, not a dict of label -> count"
+        return False, f"classify_many returned {short(str(value))}, not a dict of label -> count"
     expected: dict[str, int] = {}
     for text in HIDDEN_TEXTS:
         label = live.post(ROUTE, {"text": text}).json()["label"]
@@ -131,7 +121,7 @@ def check_ex2_tweet_limit(live):
     if long.status_code != 413 or not str(error).endswith("the limit is 280"):
         return (
             False,
-            f"281 characters got HTTP {long.status_code} {_short(long.text)}, expected 413 (limit 280)",
+            f"281 characters got HTTP {long.status_code} {short(long.text)}, expected 413 (limit 280)",
         )
     fits = live.post(ROUTE, {"text": "a" * 280})
     if fits.status_code != 200:

@@ -16,12 +16,69 @@ import subprocess
 import sys
 from pathlib import Path
 
-#: Runs in the submission's kernel (body of ``async def __grader_extra(out)``).
-PROBE = """
+from servekit.grader.rubric import short
+
+#: Runs in the submission's kernel (body of ``async def __grader_extra(out)``). Besides CAPSTONE, it
+#: sends a burst of BURST concurrent copies of the example over HTTP and asks the app's ingress, through
+#: its handle, for the batch sizes it saw (``batch_sizes_seen()``, named by the contract) before and after.
+BURST = 16
+PROBE = f"""
 cap = globals().get("CAPSTONE")
 out["capstone"] = cap if isinstance(cap, dict) else None
 out["capstone_type"] = type(cap).__name__
+port = out.get("serve_port") or out.get("port")
+if isinstance(cap, dict) and isinstance(port, int) and out.get("serve_apps"):
+    import asyncio, json as json_, requests
+    from ray import serve
+    handle = serve.get_app_handle(str(cap.get("app")))
+    url = "http://127.0.0.1:%d/%s" % (port, str(cap.get("route", "/")).lstrip("/"))
+    body = cap.get("example")
+    def post(i):
+        try:
+            if isinstance(body, (str, bytes)):
+                kind = {{"Content-Type": "application/json"}}
+                return requests.post(url, data=body, headers=kind, timeout=60).status_code
+            return requests.post(url, json=body, timeout=60).status_code
+        except Exception as exc:
+            return repr(exc)[:200]
+    async def sizes():
+        seen = await asyncio.wait_for(handle.batch_sizes_seen.remote(), 20)
+        return [int(n) for n in list(seen)[-1000:]]
+    try:
+        before = await sizes()
+    except Exception as exc:
+        out["batch_sizes_error"] = repr(exc)[:300]
+        before = None
+    import concurrent.futures
+    loop, pool = asyncio.get_running_loop(), concurrent.futures.ThreadPoolExecutor({BURST})
+    try:  # all at once: the default executor runs only (cores + 4) at a time
+        statuses = await asyncio.gather(*(loop.run_in_executor(pool, post, i) for i in range({BURST})))
+    finally:
+        pool.shutdown(wait=False)
+    out["burst_statuses"] = statuses
+    if before is not None:
+        try:
+            after = await sizes()
+            out["burst_batch_sizes"] = after[len(before):] if len(after) > len(before) else after[-{BURST}:]
+        except Exception as exc:
+            out["batch_sizes_error"] = repr(exc)[:300]
 """
+
+#: The capstone starter's problem (iris): a submission still serving it answers this request.
+STARTER = {"app": "capstone-starter", "example": {"features": [5.1, 3.5, 1.4, 0.2]}}
+#: Bodies every capstone app must refuse with a 4xx and a JSON error (course's fuzz kinds, bounded).
+GENERIC_BAD = {
+    "not JSON": "{not json",
+    "a JSON array": "[]",
+    "JSON null": "null",
+    "an empty object": "{}",
+    "a number": "42",
+}
+#: The grader's own load test: up to this many requests of the example, this many at a time, each
+#: bounded, and no new one after LOAD_BUDGET_S seconds.
+LOAD_REQUESTS, LOAD_CONCURRENCY, LOAD_TIMEOUT_S, LOAD_BUDGET_S = 48, 8, 20, 20
+#: A load-test report claiming more than this multiple of the grader's measured throughput is not believed.
+CLAIM_FACTOR = 4.0
 
 LOADTEST_KEYS = ("requests", "errors", "error_rate", "throughput_rps", "p50_ms", "p95_ms", "p99_ms")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
@@ -59,10 +116,6 @@ def _send(live, body):
     return live.post(route(live), body)
 
 
-def _short(text: str, n: int = 120) -> str:
-    return text if len(text) <= n else text[:n] + "..."
-
-
 def guarded(check):
     """A check whose inputs are missing fails with the reason instead of raising."""
 
@@ -72,7 +125,7 @@ def guarded(check):
         except Missing as exc:
             return False, str(exc)
         except OSError as exc:  # requests' connection errors are OSErrors
-            return False, f"the app did not answer over HTTP: {type(exc).__name__}: {_short(str(exc), 200)}"
+            return False, f"the app did not answer over HTTP: {type(exc).__name__}: {short(str(exc), 200)}"
 
     run.__name__, run.__doc__ = check.__name__, check.__doc__
     return run
@@ -100,12 +153,43 @@ def check_example_answered(live):
         return False, "CAPSTONE['example'] is missing"
     answer = _send(live, example)
     if answer.status_code != 200:
-        return False, f"the example got HTTP {answer.status_code}: {_short(answer.text)}"
+        return False, f"the example got HTTP {answer.status_code}: {short(answer.text)}"
     try:
-        answer.json()
+        body = answer.json()
     except ValueError:
-        return False, f"the example got HTTP 200 but the body is not JSON: {_short(answer.text)!r}"
-    return True, f"HTTP 200 with JSON: {_short(answer.text)}"
+        return False, f"the example got HTTP 200 but the body is not JSON: {short(answer.text)!r}"
+    if not isinstance(body, dict) or "model_version" not in body:
+        return False, f"HTTP 200, but the answer names no model_version: {short(answer.text)}"
+    return True, f"HTTP 200 with JSON: {short(answer.text)}"
+
+
+@guarded
+def check_own_problem(live):
+    cap = capstone(live)
+    if app_name(live) == STARTER["app"]:
+        why = "the capstone is a problem of your own"
+        return False, f"the app is still the iris starter's {STARTER['app']!r}: {why}"
+    own = _send(live, cap.get("example"))
+    if own.status_code != 200:
+        return False, f"the app's own example got HTTP {own.status_code}: nothing to tell it from the starter"
+    answer = _send(live, STARTER["example"])
+    if answer.status_code == 200:
+        return (
+            False,
+            f"{route(live)} answers the starter's iris request {STARTER['example']} with HTTP 200 "
+            f"({short(answer.text, 80)}): the starter's model is still served",
+        )
+    if cap.get("example") == STARTER["example"]:
+        return False, "CAPSTONE['example'] is the starter's iris example"
+    return True, f"not the starter: its iris request gets HTTP {answer.status_code}"
+
+
+def _json_error(answer) -> str:
+    try:
+        message = answer.json()
+    except ValueError:
+        return ""
+    return json.dumps(message) if message else ""
 
 
 @guarded
@@ -113,36 +197,77 @@ def check_bad_input_4xx(live):
     cap = capstone(live)
     if "bad_example" not in cap:
         return False, "CAPSTONE['bad_example'] is missing"
-    answer = _send(live, cap["bad_example"])
-    if answer.status_code == 404:
-        return False, f"the bad example got HTTP 404: nothing is served at {live.url(route(live))}"
-    if not 400 <= answer.status_code < 500:
-        return False, f"the bad example got HTTP {answer.status_code}, not a 4xx: {_short(answer.text)}"
-    try:
-        message = answer.json()
-    except ValueError:
-        return False, f"HTTP {answer.status_code}, but the error is not JSON: {_short(answer.text)!r}"
-    if not message:
-        return False, f"HTTP {answer.status_code} with an empty error body"
+    cases = {"CAPSTONE['bad_example']": cap["bad_example"], **GENERIC_BAD}
+    got = {}
+    for case, body in cases.items():
+        answer = _send(live, body)
+        got[case] = answer.status_code
+        if answer.status_code == 404:
+            return False, f"{case} got HTTP 404: nothing is served at {live.url(route(live))}"
+        if not 400 <= answer.status_code < 500:
+            return False, f"{case} got HTTP {answer.status_code}, not a 4xx: {short(answer.text)}"
+        if not _json_error(answer):
+            return (
+                False,
+                f"{case}: HTTP {answer.status_code}, but no JSON error message: {short(answer.text)!r}",
+            )
     after = _send(live, cap.get("example"))
     if after.status_code != 200:
-        return False, f"after the bad example, the example got HTTP {after.status_code}"
-    return True, f"HTTP {answer.status_code} {_short(json.dumps(message))}; the app kept serving"
+        return False, f"after the bad requests, the example got HTTP {after.status_code}"
+    return True, f"statuses {got}; the app kept serving"
+
+
+def batch_decorated(cells: list[str]) -> list[str]:
+    """Names of the functions decorated with ``serve.batch`` (or ``batch``, ``serve.batch(...)``) in the
+    submission's code cells, read from their syntax trees: a comment or a string does not count."""
+    import ast
+
+    found = []
+    for cell in cells:
+        try:
+            tree = compile(cell, "cell", "exec", flags=ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+        except SyntaxError:  # IPython magics: not Python, no decorator either
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                for deco in node.decorator_list:
+                    target = deco.func if isinstance(deco, ast.Call) else deco
+                    name = ast.unparse(target)
+                    if name in ("serve.batch", "batch", "ray.serve.batch"):
+                        found.append(node.name)
+    return found
 
 
 @guarded
 def check_batching(live):
     flag = capstone(live).get("batching")
-    uses = re.search(r"@\s*serve\s*\.\s*batch\b", live.source) is not None
     if flag is not True:
         return False, f"CAPSTONE['batching'] is {flag!r}, not True"
-    if not uses:
-        return False, "CAPSTONE['batching'] is True but no deployment uses @serve.batch"
-    return True, "CAPSTONE['batching'] is True and the code uses @serve.batch"
+    batched = batch_decorated(live.code_cells or [live.source])
+    if not batched:
+        return False, "CAPSTONE['batching'] is True but no function is decorated with @serve.batch"
+    statuses = live.kernel.get("burst_statuses")
+    if not isinstance(statuses, list) or not statuses:
+        return False, "no burst was sent (the app was not found at the check point)"
+    if any(s != 200 for s in statuses):
+        return False, f"a burst of {len(statuses)} concurrent examples got {sorted(map(str, statuses))}"
+    sizes = live.kernel.get("burst_batch_sizes")
+    if not isinstance(sizes, list) or not all(isinstance(n, int) and not isinstance(n, bool) for n in sizes):
+        why = live.kernel.get("batch_sizes_error", "no batch sizes")
+        return (
+            False,
+            f"the ingress's batch_sizes_seen() (the contract) gave no batch sizes: {short(str(why), 200)}",
+        )
+    if not sizes or max(sizes) <= 1:
+        return (
+            False,
+            f"{len(statuses)} concurrent requests were served in batches of {sizes}: none larger than 1",
+        )
+    return True, f"@serve.batch on {', '.join(batched)}; a burst of {len(statuses)} ran in batches of {sizes}"
 
 
 @guarded
-def check_mlflow_registered(live):
+def check_mlflow_champion_served(live):
     name = capstone(live).get("mlflow_model")
     if not isinstance(name, str) or not name.strip():
         return False, f"CAPSTONE['mlflow_model'] is {name!r}: no registered model named"
@@ -150,12 +275,22 @@ def check_mlflow_registered(live):
     if not isinstance(uri, str):
         return False, "mlflow is not imported in the notebook's kernel: no registry to look in"
     uri = resolve_registry_uri(uri, live.workdir)
-    found = registered_versions(uri, name)
+    found = registry_facts(uri, name)
     if isinstance(found, str):
         return False, f"could not read the registry at {uri}: {found}"
-    if not found:
+    if not found["versions"]:
         return False, f"model {name!r} has no registered version in {uri}"
-    return True, f"model {name!r} has {len(found)} version(s) in the registry ({', '.join(found[:5])})"
+    champion = found["champion"]
+    if champion is None:
+        return False, f"model {name!r} has {len(found['versions'])} version(s) but no alias 'champion'"
+    answer = _send(live, capstone(live).get("example"))
+    try:
+        served = answer.json().get("model_version")
+    except (ValueError, AttributeError):
+        served = None
+    if str(served) != str(champion):
+        return False, f"the answer names model_version {served!r}; alias 'champion' is version {champion}"
+    return True, f"{name!r}@champion is version {champion}, the version that answered"
 
 
 def resolve_registry_uri(uri: str, workdir: Path) -> str:
@@ -169,18 +304,26 @@ def resolve_registry_uri(uri: str, workdir: Path) -> str:
 _LOOKUP = """
 import json, sys
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 uri, name = sys.argv[1], sys.argv[2]
+client = MlflowClient(tracking_uri=uri, registry_uri=uri)
 escaped = name.replace("'", "''")
-versions = MlflowClient(tracking_uri=uri, registry_uri=uri).search_model_versions(f"name = '{escaped}'")
-print(json.dumps(sorted({v.version for v in versions if v.name == name}, key=str)))
+found = client.search_model_versions(f"name = '{escaped}'")
+versions = sorted({v.version for v in found if v.name == name}, key=str)
+try:
+    champion = client.get_model_version_by_alias(name, "champion").version if versions else None
+except MlflowException:
+    champion = None
+print(json.dumps({"versions": versions, "champion": champion}))
 """
 
 
-def registered_versions(uri: str, name: str) -> list[str] | str:
-    """The versions of ``name`` in the registry at ``uri``, looked up in a child process (MLflow's
-    import and its HTTP retries stay out of the grader), or the error as a string."""
+def registry_facts(uri: str, name: str) -> dict | str:
+    """``{"versions": [...], "champion": version or None}`` of ``name`` in the registry at ``uri``,
+    looked up in a child process (MLflow's import and its HTTP retries stay out of the grader), or
+    the error as a string."""
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite://") :]).is_file():
-        return []  # no registry file yet: nothing was registered
+        return {"versions": [], "champion": None}  # no registry file yet: nothing was registered
     if not re.match(r"^(sqlite:///|file:|https?://(127\.0\.0\.1|localhost)[:/])", uri):
         return "only a local registry (sqlite, file, http://127.0.0.1) is graded"
     env = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
@@ -197,8 +340,13 @@ def registered_versions(uri: str, name: str) -> list[str] | str:
     except subprocess.TimeoutExpired:
         return "the lookup took more than 90 s"
     if done.returncode != 0:
-        return _short(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed", 300)
-    return [str(v) for v in json.loads(done.stdout.strip().splitlines()[-1])]
+        return short(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed", 300)
+    facts = json.loads(done.stdout.strip().splitlines()[-1])
+    champion = facts.get("champion")
+    return {
+        "versions": [str(v) for v in facts.get("versions", [])],
+        "champion": None if champion is None else str(champion),
+    }
 
 
 def loadtest(live) -> dict:
@@ -226,22 +374,97 @@ def _number(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def measured_load(live) -> dict:
+    """The grader's own load test of the example (once per submission), from the grader's process over
+    127.0.0.1: LOAD_CONCURRENCY clients send it one after another until LOAD_REQUESTS have been sent
+    or LOAD_BUDGET_S has passed (a slow model is measured on fewer requests, not for longer)."""
+    cached = live.__dict__.get("_measured_load")
+    if cached is not None:
+        return cached
+    import threading
+    import time
+
+    example = capstone(live).get("example")
+    lock, sent, latencies, failures = threading.Lock(), [0], [], []
+    start = time.monotonic()
+
+    def client() -> None:
+        while True:
+            with lock:
+                if sent[0] >= LOAD_REQUESTS or time.monotonic() - start > LOAD_BUDGET_S:
+                    return
+                sent[0] += 1
+            t0 = time.monotonic()
+            try:
+                answer = _send_with_timeout(live, example)
+                failure = None if answer.status_code == 200 else f"HTTP {answer.status_code}"
+            except OSError as exc:
+                failure = f"{type(exc).__name__}: {short(str(exc), 120)}"
+            with lock:
+                (failures.append(failure) if failure else latencies.append(time.monotonic() - t0))
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(LOAD_CONCURRENCY)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed, total = time.monotonic() - start, len(latencies) + len(failures)
+    ordered = sorted(latencies)
+    cached = live.__dict__["_measured_load"] = {
+        "first_failure": failures[0] if failures else None,
+        "requests": total,
+        "errors": len(failures),
+        "error_rate": len(failures) / max(total, 1),
+        "throughput_rps": len(latencies) / elapsed if elapsed > 0 else 0.0,
+        "p95_ms": 1000 * ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
+        if ordered
+        else float("nan"),
+    }
+    return cached
+
+
+def _send_with_timeout(live, body):
+    if isinstance(body, str | bytes):
+        return live.post(route(live), raw=body, timeout=LOAD_TIMEOUT_S)
+    return live.post(route(live), body, timeout=LOAD_TIMEOUT_S)
+
+
+@guarded
+def check_load_error_rate_below_1pct(live):
+    got = measured_load(live)
+    figures = (
+        f"{got['errors']} errors of {got['requests']} at {LOAD_CONCURRENCY} concurrent, "
+        f"{got['throughput_rps']:.1f} req/s, p95 {got['p95_ms']:.0f} ms"
+    )
+    if got["error_rate"] >= 0.01:
+        return False, f"the grader's load test: {figures} (first: {got['first_failure']})"
+    return True, f"the grader's load test: {figures}"
+
+
 @guarded
 def check_loadtest_report(live):
     report = loadtest(live)
     if report["requests"] <= 0:
         return False, f"the load test sent {report['requests']} requests"
-    figures = ", ".join(f"{k} {report[k]}" for k in LOADTEST_KEYS)
-    return True, f"scratch/capstone/{app_name(live)}/loadtest.json: {figures}"
-
-
-@guarded
-def check_loadtest_error_rate_below_1pct(live):
-    report = loadtest(live)
-    rate = report["error_rate"]
-    if not 0 <= rate < 0.01:
+    if not 0 <= report["error_rate"] <= 1 or report["errors"] > report["requests"]:
         return (
             False,
-            f"error_rate {rate} ({report['errors']} errors of {report['requests']}) is not below 0.01",
+            f"error_rate {report['error_rate']} with {report['errors']} errors of {report['requests']}",
         )
-    return True, f"error_rate {rate} ({report['errors']} errors of {report['requests']})"
+    got = measured_load(live)
+    if got["errors"] == got["requests"]:
+        return (
+            False,
+            f"the app answered none of the grader's {got['requests']} requests: {got['first_failure']}",
+        )
+    if report["error_rate"] < 0.01 <= got["error_rate"]:
+        return False, (
+            f"the report says error_rate {report['error_rate']}, the grader measured {got['error_rate']:.3f}"
+        )
+    if report["throughput_rps"] > CLAIM_FACTOR * max(got["throughput_rps"], 0.1):
+        return False, (
+            f"the report claims {report['throughput_rps']} req/s; the grader measured "
+            f"{got['throughput_rps']:.1f} req/s (more than {CLAIM_FACTOR:g}x is not believed)"
+        )
+    figures = ", ".join(f"{k} {report[k]}" for k in LOADTEST_KEYS)
+    return True, f"scratch/capstone/{app_name(live)}/loadtest.json agrees with the grader's run: {figures}"

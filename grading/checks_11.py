@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 
+from servekit.grader.rubric import short
+
 APP, ROUTE, MODEL = "llm", "/llm/v1/chat/completions", "smollm2-135m-instruct"
 HIDDEN = [{"role": "user", "content": "List two animals that live in the sea."}]
 HIDDEN_MAX_TOKENS = 20
@@ -47,10 +49,6 @@ else:
 """
 
 
-def _short(text: str, n: int = 160) -> str:
-    return text if len(text) <= n else text[:n] + "..."
-
-
 def _error_message(answer) -> str:
     try:
         error = answer.json().get("error")
@@ -71,7 +69,7 @@ def check_app_running(live):
     try:
         ids = [m["id"] for m in models.json()["data"]]
     except (ValueError, KeyError, TypeError):
-        return False, f"GET /llm/v1/models answered {models.status_code} {_short(models.text)}"
+        return False, f"GET /llm/v1/models answered {models.status_code} {short(models.text)}"
     if ids != [MODEL]:
         return False, f"/v1/models lists {ids}, expected [{MODEL!r}]"
     return True, f"{APP!r} is RUNNING; /v1/models lists {MODEL!r}"
@@ -80,13 +78,13 @@ def check_app_running(live):
 def check_chat_json(live):
     answer = live.post(ROUTE, {"model": MODEL, "messages": HIDDEN, "max_tokens": 12}, timeout=120)
     if answer.status_code != 200:
-        return False, f"a chat request got HTTP {answer.status_code}: {_short(answer.text)}"
+        return False, f"a chat request got HTTP {answer.status_code}: {short(answer.text)}"
     try:
         from openai.types.chat import ChatCompletion
 
         parsed = ChatCompletion.model_validate(answer.json())
     except Exception as exc:  # pydantic ValidationError or not JSON
-        return False, f"the answer is not a ChatCompletion: {_short(str(exc))}"
+        return False, f"the answer is not a ChatCompletion: {short(str(exc))}"
     if not parsed.choices[0].message.content or parsed.usage is None:
         return False, "the ChatCompletion has no content or no usage"
     return True, f"HTTP 200, a ChatCompletion with {parsed.usage.completion_tokens} completion tokens"
@@ -113,29 +111,21 @@ def check_chat_stream(live):
 
 
 BAD = {
-    "not JSON": dict(raw="{not json"),
-    "wrong type": dict(body={"model": MODEL, "messages": HIDDEN, "max_tokens": "12"}),
-    "max_tokens over the cap": dict(body={"model": MODEL, "messages": HIDDEN, "max_tokens": 100_000}),
-    "prompt over the window": dict(
-        body={"model": MODEL, "messages": [{"role": "user", "content": "sea " * 4000}], "max_tokens": 8}
+    "not JSON": (dict(raw="{not json"), 400),
+    "wrong type": (dict(body={"model": MODEL, "messages": HIDDEN, "max_tokens": "12"}), 400),
+    "max_tokens over the cap": (dict(body={"model": MODEL, "messages": HIDDEN, "max_tokens": 100_000}), 400),
+    "prompt over the window": (
+        dict(
+            body={"model": MODEL, "messages": [{"role": "user", "content": "sea " * 4000}], "max_tokens": 8}
+        ),
+        400,
     ),
 }
 
 
 def check_limits_4xx(live):
-    got = {}
-    for case, kwargs in BAD.items():
-        answer = live.post(ROUTE, timeout=120, **kwargs)
-        got[case] = answer.status_code
-        if answer.status_code != 400 or not _error_message(answer):
-            return (
-                False,
-                f"{case}: HTTP {answer.status_code} {_short(answer.text)}, expected 400 with error.message",
-            )
-    after = live.post(ROUTE, {"model": MODEL, "messages": HIDDEN, "max_tokens": 4}, timeout=120)
-    if after.status_code != 200:
-        return False, f"after the bad requests a good one got HTTP {after.status_code}"
-    return True, f"statuses {got}; the app kept serving"
+    good = {"model": MODEL, "messages": HIDDEN, "max_tokens": 4}
+    return live.bad_then_good(ROUTE, BAD, good, _error_message, timeout=120)
 
 
 def check_ex_stream_text(live):
@@ -143,7 +133,7 @@ def check_ex_stream_text(live):
     if not isinstance(found, dict):
         return False, "could not call stream_text"
     if "error" in found:
-        return False, f"stream_text(handle, messages, max_tokens) raised {_short(str(found['error']), 200)}"
+        return False, f"stream_text(handle, messages, max_tokens) raised {short(str(found['error']), 200)}"
     pieces = found.get("pieces")
     if not found.get("asyncgen") or not isinstance(pieces, list):
         return False, "stream_text is not an async generator"
@@ -154,7 +144,7 @@ def check_ex_stream_text(live):
     if "".join(str(p) for p in pieces) != expected:
         return (
             False,
-            f"on a new prompt the pieces add up to {_short(''.join(map(str, pieces)))!r}, not {expected!r}",
+            f"on a new prompt the pieces add up to {short(''.join(map(str, pieces)))!r}, not {expected!r}",
         )
     if len(pieces) < 2:
         return False, "the answer came as one piece: yield each token's text as it arrives"

@@ -28,8 +28,13 @@ def _source(cell: dict) -> str:
     return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
 
 
+def code_cells(nb: dict) -> list[str]:
+    """The sources of the notebook's code cells, in order."""
+    return [_source(c) for c in nb["cells"] if c["cell_type"] == "code"]
+
+
 def code_source(nb: dict) -> str:
-    return "\n\n".join(_source(c) for c in nb["cells"] if c["cell_type"] == "code")
+    return "\n\n".join(code_cells(nb))
 
 
 def _tagged_cleanup(cell: dict) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -50,6 +51,11 @@ def load_checks(assignment: str, grading_dir: Path = GRADING_DIR) -> ModuleType:
     return module
 
 
+def short(text: str, n: int = 120) -> str:
+    """``text`` cut to ``n`` characters for a check's reason."""
+    return text if len(text) <= n else text[:n] + "..."
+
+
 @dataclass
 class Live:
     """What the hidden checks get at the check point. ``kernel`` is the injected cell's JSON:
@@ -58,6 +64,7 @@ class Live:
     kernel: dict[str, Any]
     workdir: Path
     source: str  # the submission's code cells, joined
+    code_cells: list[str] = field(default_factory=list)  # the same cells, one by one
     leftovers: list[str] = field(default_factory=list)  # processes still running after the cleanup
 
     @property
@@ -94,3 +101,27 @@ class Live:
         apps = self.kernel.get("serve_apps")
         app = apps.get(name) if isinstance(apps, dict) else None
         return app if isinstance(app, dict) else None
+
+    def bad_then_good(
+        self,
+        route: str,
+        cases: dict[str, tuple[dict[str, Any], int]],
+        good: Any,
+        error_message: Callable[[Any], str],
+        timeout: float = 30,
+    ) -> tuple[bool, str]:
+        """A check's verdict on bad input: each case (``post`` keyword arguments, wanted status) must
+        get its status with a non-empty ``error_message(answer)``, then ``good`` must still get a 200."""
+        got = {}
+        for case, (kwargs, want) in cases.items():
+            answer = self.post(route, timeout=timeout, **kwargs)
+            got[case] = answer.status_code
+            if answer.status_code != want or not error_message(answer):
+                return (
+                    False,
+                    f"{case}: HTTP {answer.status_code} {short(answer.text)}, expected {want} with an error",
+                )
+        after = self.post(route, good, timeout=timeout)
+        if after.status_code != 200:
+            return False, f"after the bad requests a good one got HTTP {after.status_code}"
+        return True, f"statuses {got}; the app kept serving"

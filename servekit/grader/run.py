@@ -21,6 +21,7 @@ from servekit.grader.job import Limits, make_job, make_workdir, worker_env
 from servekit.grader.notebook import (
     cleanup_cells,
     cleanup_notes,
+    code_cells,
     code_source,
     fingerprint,
     integrity_findings,
@@ -252,7 +253,10 @@ def _drive(run: _Run, job: dict[str, Any], stop_cells: list[int]) -> dict[str, R
         return {c["id"]: (False, why, 0.0) for c in run.rubric["checks"]}
     report.execution = dict(live_msg["state"])
     live = run.live = Live(
-        parse_probe(live_msg.get("probe"), live_msg["state"]), run.workdir, code_source(run.nb)
+        parse_probe(live_msg.get("probe"), live_msg["state"]),
+        run.workdir,
+        code_source(run.nb),
+        code_cells=code_cells(run.nb),
     )
     ready = report.execution["app_ready"] = wait_until_serving(live, limits.ready_timeout_s)
     results.update(run_checks(run.checks, live, run.rubric))

@@ -46,9 +46,16 @@ CAPSTONE = {
 APP = """\
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=16)
 class TextLength:
+    def __init__(self):
+        self.sizes = []
+
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
     async def lengths(self, texts: list[str]) -> list[int]:
+        self.sizes.append(len(texts))
         return [len(t) for t in texts]
+
+    def batch_sizes_seen(self) -> list[int]:
+        return self.sizes[-1000:]
 
     async def __call__(self, request: Request):
         try:
@@ -57,7 +64,7 @@ class TextLength:
             return JSONResponse({"error": 'the body must be JSON like {"text": "..."}'}, status_code=400)
         if not isinstance(body, dict) or not isinstance(body.get("text"), str):
             return JSONResponse({"error": "missing field 'text'"}, status_code=422)
-        return {"length": await self.lengths(body["text"])}"""
+        return {"length": await self.lengths(body["text"]), "model_version": 1}"""
 
 DEPLOY = """\
 servekit.start_ray(num_cpus=1, prestart_workers=False)
@@ -75,6 +82,7 @@ client = mlflow.MlflowClient()
 client.create_registered_model(CAPSTONE["mlflow_model"])
 (registry / "model").mkdir(exist_ok=True)
 version = client.create_model_version(CAPSTONE["mlflow_model"], source=str(registry / "model"))
+client.set_registered_model_alias(CAPSTONE["mlflow_model"], "champion", version.version)
 print("registered version", version.version)"""
 
 LOADTEST = """\
@@ -118,20 +126,21 @@ def _insert_before(cells, anchor: str, new: tuple[str, str]):
 VARIANTS = {
     # full marks
     "capstone_ok": BASE,
-    # the example gets plain text, not JSON: loses example_answered (15)
+    # the example gets plain text, not JSON: loses example_answered and, with no model_version to read,
+    # mlflow_champion_served (10 + 10)
     "capstone_wrong_answer": _replace(
         BASE,
-        'return {"length": await self.lengths(body["text"])}',
+        'return {"length": await self.lengths(body["text"]), "model_version": 1}',
         "return PlainTextResponse(f\"length={await self.lengths(body['text'])}\")",
     ),
-    # a cell raises before MLflow and the load test: loses mlflow_registered, loadtest_report,
-    # loadtest_error_rate_below_1pct (10 + 15 + 10)
+    # a cell raises before MLflow and the load test: loses mlflow_champion_served and loadtest_report
+    # (10 + 10); the grader's own load test still finds the app serving
     "capstone_crash": _insert_before(
         BASE,
         MLFLOW,
         ("code", 'counts = {"requests": 0}\nprint("mean:", counts["total"] / counts["requests"])'),
     ),
-    # the app is deleted before the checks: loses app_running, example_answered, bad_input_4xx (15+15+10)
+    # the app is deleted before the checks: loses every check of the live app (85); its cleanup is clean
     "capstone_app_down": _insert_before(BASE, CLEANUP, ("code", 'serve.delete(CAPSTONE["app"])')),
     # no @serve.batch and batching False: loses batching (10)
     "capstone_no_batching": _replace(
@@ -139,8 +148,8 @@ VARIANTS = {
         "    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)\n",
         "",
     ),
-    # waits forever before its load test: stopped at the whole-notebook limit, loses loadtest_report and
-    # loadtest_error_rate_below_1pct (15 + 10); its cleanup cells still run
+    # waits forever before its load test: stopped at the whole-notebook limit, loses loadtest_report (10);
+    # the grader's own load test passes; its cleanup cells still run
     "capstone_infinite_loop": _insert_before(
         BASE, LOADTEST, ("code", "while True:  # waits for a reply that never comes\n    time.sleep(0.1)")
     ),
@@ -150,6 +159,24 @@ VARIANTS = {
         CLEANUP,
         "serve.shutdown()\nshutil.rmtree(registry, ignore_errors=True)",
     ),
+    # "@serve.batch" only in a comment, batching claimed: loses batching (10)
+    "capstone_comment_batching": _replace(
+        BASE,
+        "    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)\n    async def lengths",
+        "    # @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)\n    async def lengths",
+    ),
+    # a load-test report written without a load test, claiming a million req/s: loses loadtest_report (10)
+    "capstone_forged_loadtest": _replace(
+        BASE,
+        LOADTEST,
+        LOADTEST.replace(
+            "\n".join(LOADTEST.splitlines()[:2]),  # the load test and its summary
+            'summary = {"requests": 10**6, "errors": 0, "error_rate": 0.0, "throughput_rps": 10**6,\n'
+            '           "p50_ms": 0.1, "p95_ms": 0.2, "p99_ms": 0.3}',
+        ),
+    ),
+    # the alias names version 1, the answers say version 2: loses mlflow_champion_served (10)
+    "capstone_wrong_version": _replace(BASE, '"model_version": 1}', '"model_version": 2}'),
     # reads the hidden checks: flagged, not run, 0
     "capstone_cheat": _insert_before(
         BASE, DEPLOY, ("code", 'hidden = (servekit.REPO_ROOT / "grading" / "checks_10.py").read_text()')
