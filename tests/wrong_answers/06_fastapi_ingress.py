@@ -7,7 +7,11 @@ EXERCISES = {
             "@serve.deployment",
         ),
         "a quarter CPU for the ingress": ('{"num_cpus": 0}', '{"num_cpus": 0.25}'),
-        "a dict answer, no response model": ("-> LabelsOut:", "-> dict:"),
+        "a dict answer, no response model": (
+            "-> LabelsOut:\n            return LabelsOut(labels=",
+            "-> dict:\n            return dict(labels=",
+        ),
+        "a dict annotation on a LabelsOut answer (the route answers 500)": ("-> LabelsOut:", "-> dict:"),
     }
 }
 
