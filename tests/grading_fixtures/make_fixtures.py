@@ -171,8 +171,9 @@ VARIANTS = {
         LOADTEST,
         LOADTEST.replace(
             "\n".join(LOADTEST.splitlines()[:2]),  # the load test and its summary
-            'summary = {"requests": 10**6, "errors": 0, "error_rate": 0.0, "throughput_rps": 10**6,\n'
-            '           "p50_ms": 0.1, "p95_ms": 0.2, "p99_ms": 0.3}',
+            "summary = {\n"
+            '    "requests": 10**6,\n    "errors": 0,\n    "error_rate": 0.0,\n    "throughput_rps": 10**6,\n'
+            '    "p50_ms": 0.1,\n    "p95_ms": 0.2,\n    "p99_ms": 0.3,\n}',
         ),
     ),
     # the alias names version 1, the answers say version 2: loses mlflow_champion_served (10)
