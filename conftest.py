@@ -78,6 +78,7 @@ MODULE_TIERS: dict[str, str | dict[str, list[str]]] = {
             "test_report_markdown_and_gradebook",
             "test_count_names",
             "test_bad_then_good_fails_every_wrong_service",
+            "test_bad_then_good_takes_a_range_of_statuses_and_reads_the_error_where_told",
             "test_find_submissions",
             "test_cleanup_starts_at_the_last_group_of_tagged_cells",
             "test_printable_names",
@@ -85,6 +86,7 @@ MODULE_TIERS: dict[str, str | dict[str, list[str]]] = {
             "test_a_grader_failure_on_one_submission_does_not_stop_the_folder",  # flagged: never runs
         ],
         "live": [  # the grader runs each notebook in a Jupyter kernel
+            "test_registry_facts_give_the_champions_flavors_or_why_it_is_no_model",
             "test_kernel_that_ignores_interrupts_is_killed_at_the_limit",
             "test_leftover_process_fails_cleanup_check",
             "test_tampering_at_run_time_is_flagged",
@@ -122,6 +124,7 @@ MODULE_TIERS: dict[str, str | dict[str, list[str]]] = {
     "test_servekit_contract.py": "unit",
     "test_servekit_cpu_modes.py": "unit",
     "test_servekit_helpers.py": "unit",
+    "test_servekit_in_flight.py": "unit",
     "test_servekit_lean.py": {
         "unit": ["test_ray_init_gets_lean_params_only_while_it_runs"],
         "live": ["test_a_lean_cluster_runs_without_them_and_serves"],
@@ -144,6 +147,7 @@ MODULE_TIERS: dict[str, str | dict[str, list[str]]] = {
     "test_servekit_rollout.py": "unit",
     "test_servekit_sockets.py": "unit",
     "test_servekit_uvicorn.py": "live",
+    "test_wrong_answers.py": "unit",
     "test_style.py": "unit",
     "test_suite_hooks.py": "unit",
 }

@@ -24,6 +24,9 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from servekit.cleanup import become_subreaper, reap_leftovers  # noqa: E402
+
 WRONG_DIR = ROOT / "tests" / "wrong_answers"
 
 
@@ -98,6 +101,8 @@ def run(notebook: Path, timeout_s: int = 300) -> list[tuple[str, str, bool, str]
                 results.append((name, answer, failed, error or "PASSED"))
                 verdict = "fails, as it must" if failed else "PASSES or HANGS (a bug)"
                 print(f"  {name} / {answer}: {verdict}: {error}", flush=True)
+            if reset:
+                execute(reset)
             execute(code[i].source)
             error = execute(code[i + 1].source)
             results.append((name, "the solution", error is None, error or "passed"))
@@ -116,10 +121,13 @@ def main(argv: list[str] | None = None) -> int:
         ROOT / "solutions" / f"{p.stem}.ipynb" for p in WRONG_DIR.glob("[0-9]*.py")
     )
     bad = 0
+    become_subreaper()  # what a lesson starts in its own process group (09's nodes) is stopped too
     for notebook in notebooks:
         t0 = time.monotonic()
         print(f"{notebook}:", flush=True)
         results = run(notebook.resolve())
+        if left := reap_leftovers(grace_s=10):
+            print(f"  {notebook.name} left processes after its kernel stopped: {left} (stopped by PID)")
         bad += sum(not ok for *_, ok, _ in results)
         print(f"  ({time.monotonic() - t0:.0f} s)")
     print(

@@ -22,7 +22,8 @@ from servekit.cluster import (
     use_session_token,
 )
 from servekit.cpu import ROLES, CpuUse, cpu_by_role
-from servekit.health import AppNotHealthy, wait_until_healthy
+from servekit.health import AppNotHealthy, deploys_within, wait_until_healthy
+from servekit.in_flight import InFlight
 from servekit.load import LoadReport, aiohttp_json_sender, http_json_sender, run_load, run_load_async
 from servekit.mlflow_server import MlflowServer, start_mlflow_server
 from servekit.models import ModelUnavailable, ResolvedModel, resolve_model
@@ -51,6 +52,8 @@ from servekit.movielens import load_movielens
 from servekit.tweets import load_corpus, split_of
 
 __all__ = [
+    "InFlight",
+    "deploys_within",
     "BadBody",
     "json_body",
     "MODES",

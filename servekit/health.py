@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TypeVar
 
 import requests
+
+T = TypeVar("T")
 
 
 class AppNotHealthy(RuntimeError):
@@ -68,3 +74,33 @@ def wait_until_healthy(
             )
         time.sleep(poll_s)
     return time.monotonic() - start
+
+
+def deploys_within(deploy: Callable[[], T], app_name: str, timeout_s: float = 60.0) -> T:
+    """``deploy()`` (a function that calls ``serve.run``), failing after ``timeout_s`` instead of hanging.
+
+    ``serve.run`` waits for every replica, and a replica that asks for more CPUs or GPUs than
+    the cluster has free waits for ever. An exercise check calls the learner's deploy function
+    through this: past the deadline it raises :class:`AppNotHealthy` with the status and message
+    of each application that is not RUNNING (``app_name`` when all are), and deletes those
+    applications, so that ``serve.run`` returns (with an error) and frees what it holds. What
+    ``deploy()`` returns (a handle), or raises, comes back unchanged.
+    """
+    from ray import serve
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="deploy")
+    running = pool.submit(deploy)
+    try:
+        return running.result(timeout=timeout_s)
+    except FutureTimeout:
+        apps = serve.status().applications
+        stuck = {name: app for name, app in apps.items() if app.status != "RUNNING"}
+        if not stuck:
+            stuck = {app_name: apps[app_name]} if app_name in apps else {}
+        why = "\n".join(f"app {name!r}: {_describe(app)}" for name, app in stuck.items())
+        for name in stuck:
+            serve.delete(name)
+        why = why or f"no app {app_name!r} is deployed (check the name passed to serve.run)"
+        raise AppNotHealthy(f"serve.run did not return in {timeout_s:.0f} s:\n{why}") from None
+    finally:
+        pool.shutdown(wait=False)

@@ -139,3 +139,53 @@ def test_source_of_a_deployment_is_its_class_with_the_decorator():
 
     text = servekit.source.source_of(sentiment_registry.SentimentAnalyzer)
     assert text.splitlines()[1] == "@serve.deployment(" and "class SentimentAnalyzer:" in text
+
+
+class FakeServe:
+    """serve.status() / serve.delete(): deleting the app lets the blocked serve.run return, as in Serve."""
+
+    def __init__(self):
+        import threading
+        from types import SimpleNamespace as NS
+
+        self.deleted = threading.Event()
+        pending = NS(status="DEPLOYING", replica_states={"PENDING_ALLOCATION": 1})
+        pending.message = "Deployment 'Ingress' has 1 replica that cannot be scheduled: needs {'CPU': 1.0}"
+        self.app = NS(status="DEPLOYING", message="", deployments={"Ingress": pending})
+
+    def status(self):
+        from types import SimpleNamespace as NS
+
+        return NS(applications={} if self.deleted.is_set() else {"api": self.app})
+
+    def delete(self, name):
+        self.deleted.set()
+
+
+@pytest.mark.parametrize("named", ["api", "another-app"])  # a deploy function may deploy another name
+def test_deploys_within_fails_with_the_reason_instead_of_hanging(monkeypatch, named):
+    from ray import serve
+
+    fake = FakeServe()
+    monkeypatch.setattr(serve, "status", fake.status)
+    monkeypatch.setattr(serve, "delete", fake.delete)
+
+    def stuck_run():  # serve.run returns (with an error) once the app is deleted
+        fake.deleted.wait(30)
+        raise RuntimeError("Application 'api' was deleted")
+
+    with pytest.raises(servekit.AppNotHealthy) as failed:
+        servekit.deploys_within(stuck_run, named, timeout_s=0.2)
+    assert fake.deleted.is_set(), "the stuck app is deleted, so serve.run returns"
+    assert "did not return in 0 s" in str(failed.value) and "needs {'CPU': 1.0}" in str(failed.value)
+    assert "app 'api': application status DEPLOYING" in str(failed.value)
+
+
+def test_deploys_within_passes_on_what_deploy_returns_or_raises(monkeypatch):
+    assert servekit.deploys_within(lambda: "handle", "api", timeout_s=5) == "handle"
+
+    def broken():
+        raise ValueError("bad options")
+
+    with pytest.raises(ValueError, match="bad options"):
+        servekit.deploys_within(broken, "api", timeout_s=5)
