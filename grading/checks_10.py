@@ -110,10 +110,13 @@ def route(live) -> str:
     return prefix
 
 
-def _send(live, body):
-    if isinstance(body, str | bytes):
-        return live.post(route(live), raw=body)
-    return live.post(route(live), body)
+def _as_post(body) -> dict:
+    """``Live.post`` keyword arguments for an example: a string is sent as it is, anything else as JSON."""
+    return {"raw": body} if isinstance(body, str | bytes) else {"body": body}
+
+
+def _send(live, body, **kwargs):
+    return live.post(route(live), **_as_post(body), **kwargs)
 
 
 def guarded(check):
@@ -184,37 +187,15 @@ def check_own_problem(live):
     return True, f"not the starter: its iris request gets HTTP {answer.status_code}"
 
 
-def _json_error(answer) -> str:
-    try:
-        message = answer.json()
-    except ValueError:
-        return ""
-    return json.dumps(message) if message else ""
-
-
 @guarded
 def check_bad_input_4xx(live):
     cap = capstone(live)
     if "bad_example" not in cap:
         return False, "CAPSTONE['bad_example'] is missing"
-    cases = {"CAPSTONE['bad_example']": cap["bad_example"], **GENERIC_BAD}
-    got = {}
-    for case, body in cases.items():
-        answer = _send(live, body)
-        got[case] = answer.status_code
-        if answer.status_code == 404:
-            return False, f"{case} got HTTP 404: nothing is served at {live.url(route(live))}"
-        if not 400 <= answer.status_code < 500:
-            return False, f"{case} got HTTP {answer.status_code}, not a 4xx: {short(answer.text)}"
-        if not _json_error(answer):
-            return (
-                False,
-                f"{case}: HTTP {answer.status_code}, but no JSON error message: {short(answer.text)!r}",
-            )
-    after = _send(live, cap.get("example"))
-    if after.status_code != 200:
-        return False, f"after the bad requests, the example got HTTP {after.status_code}"
-    return True, f"statuses {got}; the app kept serving"
+    route(live)  # a route that is not one fails with the reason
+    bodies = {"CAPSTONE['bad_example']": cap["bad_example"], **GENERIC_BAD}
+    cases = {case: (_as_post(body), range(400, 500)) for case, body in bodies.items()}
+    return live.bad_then_good(route(live), cases, _as_post(cap.get("example")), error_at=())
 
 
 def batch_decorated(cells: list[str]) -> list[str]:
@@ -290,7 +271,11 @@ def check_mlflow_champion_served(live):
         served = None
     if str(served) != str(champion):
         return False, f"the answer names model_version {served!r}; alias 'champion' is version {champion}"
-    return True, f"{name!r}@champion is version {champion}, the version that answered"
+    if "python_function" not in found["flavors"]:
+        why = short(found["model_error"] or f"its flavors are {found['flavors']}", 200)
+        return False, f"version {champion} of {name!r} is not an MLflow model that loads as pyfunc: {why}"
+    flavors = ", ".join(found["flavors"])
+    return True, f"{name!r}@champion is version {champion} ({flavors}), the version that answered"
 
 
 def resolve_registry_uri(uri: str, workdir: Path) -> str:
@@ -314,16 +299,29 @@ try:
     champion = client.get_model_version_by_alias(name, "champion").version if versions else None
 except MlflowException:
     champion = None
-print(json.dumps({"versions": versions, "champion": champion}))
+flavors, model_error = [], None
+if champion is not None:  # its MLmodel file only: no weights are loaded
+    import mlflow
+    from mlflow.models import get_model_info
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        flavors = sorted(get_model_info(f"models:/{name}/{champion}").flavors)
+    except Exception as exc:
+        model_error = f"{type(exc).__name__}: {exc}"
+facts = {"versions": versions, "champion": champion, "flavors": flavors, "model_error": model_error}
+print(json.dumps(facts))
 """
 
 
 def registry_facts(uri: str, name: str) -> dict | str:
-    """``{"versions": [...], "champion": version or None}`` of ``name`` in the registry at ``uri``,
-    looked up in a child process (MLflow's import and its HTTP retries stay out of the grader), or
-    the error as a string."""
+    """``{"versions": [...], "champion": version or None, "flavors": [...], "model_error": str or None}``
+    of ``name`` in the registry at ``uri`` (the flavors of the champion's MLmodel file, or why it could
+    not be read), looked up in a child process (MLflow's import and its HTTP retries stay out of the
+    grader), or the error as a string."""
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite://") :]).is_file():
-        return {"versions": [], "champion": None}  # no registry file yet: nothing was registered
+        # no registry file yet: nothing was registered
+        return {"versions": [], "champion": None, "flavors": [], "model_error": None}
     if not re.match(r"^(sqlite:///|file:|https?://(127\.0\.0\.1|localhost)[:/])", uri):
         return "only a local registry (sqlite, file, http://127.0.0.1) is graded"
     env = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
@@ -346,6 +344,8 @@ def registry_facts(uri: str, name: str) -> dict | str:
     return {
         "versions": [str(v) for v in facts.get("versions", [])],
         "champion": None if champion is None else str(champion),
+        "flavors": [str(f) for f in facts.get("flavors") or []],
+        "model_error": facts.get("model_error"),
     }
 
 
@@ -377,56 +377,35 @@ def _number(value) -> bool:
 def measured_load(live) -> dict:
     """The grader's own load test of the example (once per submission), from the grader's process over
     127.0.0.1: LOAD_CONCURRENCY clients send it one after another until LOAD_REQUESTS have been sent
-    or LOAD_BUDGET_S has passed (a slow model is measured on fewer requests, not for longer)."""
+    or LOAD_BUDGET_S has passed (a slow model is measured on fewer requests, not for longer). An
+    answer of HTTP 400 or more, or no answer within LOAD_TIMEOUT_S, is an error."""
     cached = live.__dict__.get("_measured_load")
     if cached is not None:
         return cached
-    import threading
-    import time
+    from servekit.load import run_load
 
-    example = capstone(live).get("example")
-    lock, sent, latencies, failures = threading.Lock(), [0], [], []
-    start = time.monotonic()
+    route(live)  # a missing route fails the check with the reason, before any request
+    example, raised = capstone(live).get("example"), []
 
-    def client() -> None:
-        while True:
-            with lock:
-                if sent[0] >= LOAD_REQUESTS or time.monotonic() - start > LOAD_BUDGET_S:
-                    return
-                sent[0] += 1
-            t0 = time.monotonic()
-            try:
-                answer = _send_with_timeout(live, example)
-                failure = None if answer.status_code == 200 else f"HTTP {answer.status_code}"
-            except OSError as exc:
-                failure = f"{type(exc).__name__}: {short(str(exc), 120)}"
-            with lock:
-                (failures.append(failure) if failure else latencies.append(time.monotonic() - t0))
+    def send(i: int):
+        try:
+            return _send(live, example, timeout=LOAD_TIMEOUT_S)
+        except OSError as exc:  # counted by run_load by its class; the first message is kept
+            raised.append(f"{type(exc).__name__}: {short(str(exc), 120)}")
+            raise
 
-    threads = [threading.Thread(target=client, daemon=True) for _ in range(LOAD_CONCURRENCY)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed, total = time.monotonic() - start, len(latencies) + len(failures)
-    ordered = sorted(latencies)
+    run = run_load(send, LOAD_REQUESTS, LOAD_CONCURRENCY, progress=False, budget_s=LOAD_BUDGET_S)
+    failed = {o: n for o, n in run.outcomes.items() if o != "ok" and (isinstance(o, str) or o >= 400)}
+    counts = ", ".join(f"{'HTTP ' * isinstance(o, int)}{o} x{n}" for o, n in failed.items())
     cached = live.__dict__["_measured_load"] = {
-        "first_failure": failures[0] if failures else None,
-        "requests": total,
-        "errors": len(failures),
-        "error_rate": len(failures) / max(total, 1),
-        "throughput_rps": len(latencies) / elapsed if elapsed > 0 else 0.0,
-        "p95_ms": 1000 * ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
-        if ordered
-        else float("nan"),
+        "failures": (counts + (f" (first: {raised[0]})" if raised else "")) or None,
+        "requests": run.total,
+        "errors": run.errors,
+        "error_rate": run.errors / max(run.total, 1),
+        "throughput_rps": (run.total - run.errors) / run.duration_s if run.duration_s > 0 else 0.0,
+        "p95_ms": run.p95_ms,
     }
     return cached
-
-
-def _send_with_timeout(live, body):
-    if isinstance(body, str | bytes):
-        return live.post(route(live), raw=body, timeout=LOAD_TIMEOUT_S)
-    return live.post(route(live), body, timeout=LOAD_TIMEOUT_S)
 
 
 @guarded
@@ -437,7 +416,7 @@ def check_load_error_rate_below_1pct(live):
         f"{got['throughput_rps']:.1f} req/s, p95 {got['p95_ms']:.0f} ms"
     )
     if got["error_rate"] >= 0.01:
-        return False, f"the grader's load test: {figures} (first: {got['first_failure']})"
+        return False, f"the grader's load test: {figures} ({got['failures']})"
     return True, f"the grader's load test: {figures}"
 
 
@@ -455,7 +434,7 @@ def check_loadtest_report(live):
     if got["errors"] == got["requests"]:
         return (
             False,
-            f"the app answered none of the grader's {got['requests']} requests: {got['first_failure']}",
+            f"the app answered none of the grader's {got['requests']} requests: {got['failures']}",
         )
     if report["error_rate"] < 0.01 <= got["error_rate"]:
         return False, (

@@ -49,14 +49,6 @@ else:
 """
 
 
-def _error_message(answer) -> str:
-    try:
-        error = answer.json().get("error")
-    except (ValueError, AttributeError):
-        return ""
-    return error.get("message", "") if isinstance(error, dict) else ""
-
-
 def check_app_running(live):
     app = live.app_status(APP)
     if app is None:
@@ -125,7 +117,7 @@ BAD = {
 
 def check_limits_4xx(live):
     good = {"model": MODEL, "messages": HIDDEN, "max_tokens": 4}
-    return live.bad_then_good(ROUTE, BAD, good, _error_message, timeout=120)
+    return live.bad_then_good(ROUTE, BAD, dict(body=good), error_at=("error", "message"), timeout=120)
 
 
 def check_ex_stream_text(live):

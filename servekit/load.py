@@ -116,11 +116,21 @@ def _outcome(result: Any) -> tuple[Any, bool]:
 
 
 def run_load(
-    send: Callable[[int], Any], total: int, concurrency: int, progress: bool = True, desc: str = "requests"
+    send: Callable[[int], Any],
+    total: int,
+    concurrency: int,
+    progress: bool = True,
+    desc: str = "requests",
+    budget_s: float | None = None,
 ) -> LoadReport:
-    """Call ``send(i)`` for i in range(total) from ``concurrency`` threads, timing each call."""
+    """Call ``send(i)`` for i in range(total) from ``concurrency`` threads, timing each call.
+
+    With ``budget_s``, no call starts after that many seconds: a slow service is measured on fewer
+    requests, not for longer (``total`` then counts the calls that ran)."""
     if total < 1 or concurrency < 1:
         raise ValueError("total and concurrency must be >= 1")
+    if budget_s is not None and budget_s <= 0:
+        raise ValueError("budget_s must be > 0")
     lock = threading.Lock()
     report = LoadReport(concurrency=concurrency, duration_s=0.0)
     bar = tqdm(total=total, desc=desc, disable=not progress)
@@ -128,6 +138,8 @@ def run_load(
 
     def one(i: int) -> None:
         start = time.perf_counter()
+        if budget_s is not None and start - t0 > budget_s:
+            return
         try:
             outcome, failed = _outcome(send(i))
         except Exception as exc:  # an error is a result here, not a crash of the run

@@ -227,7 +227,8 @@ def test_capstone_checks_on_missing_or_odd_data(tmp_path):
     figures = {"requests": 100, "errors": 2, "error_rate": 0.02, "throughput_rps": 5, "p50_ms": 1}
     (folder / "loadtest.json").write_text(json.dumps(figures | {"p95_ms": 2, "p99_ms": 3}))
     passed, reason = checks.check_loadtest_report(live)  # the report is read, then compared with a run
-    assert not passed and "answered none of the grader's 48 requests: OSError: connection refused" in reason
+    assert not passed and "answered none of the grader's 48 requests: OSError x48" in reason
+    assert "(first: OSError: connection refused)" in reason
     passed, reason = checks.check_load_error_rate_below_1pct(live)
     assert not passed and "48 errors of 48" in reason and "connection refused" in reason
     live = FakeLive({"capstone": {"app": "a", "route": "/a", "mlflow_model": "m"}}, tmp_path)
@@ -298,13 +299,6 @@ class _Answer:
         return self._body
 
 
-def _error_of(answer) -> str:
-    try:
-        return answer.json().get("error", "")
-    except ValueError:
-        return ""
-
-
 @pytest.mark.parametrize(
     ("answers", "verdict"),
     [
@@ -326,7 +320,7 @@ def test_bad_then_good_fails_every_wrong_service(monkeypatch, tmp_path, answers,
     monkeypatch.setattr(Live, "post", lambda self, route, body=None, **kw: _Answer(*next(sent)))
     live = Live(kernel={"port": 8000}, workdir=tmp_path, source="")
     cases = {"bad": (dict(raw="{"), 400), "missing": (dict(body={}), 422)}
-    passed, reason = live.bad_then_good("/x", cases, {"text": "hi"}, _error_of)
+    passed, reason = live.bad_then_good("/x", cases, dict(body={"text": "hi"}))
     assert passed is (verdict is None), reason
     if verdict:
         assert verdict in reason
@@ -748,3 +742,60 @@ def test_capstone_references_score_full_marks(tmp_path, path):
         assert report.score == 100, failed
     assert not report.flagged and report.teardown_clean
     assert _descendants() <= before and _grading_dirs() <= dirs
+
+
+def test_bad_then_good_takes_a_range_of_statuses_and_reads_the_error_where_told(monkeypatch, tmp_path):
+    from servekit.grader.rubric import Live, error_message
+
+    def verdict(answers, error_at):
+        sent = iter(answers)
+        monkeypatch.setattr(Live, "post", lambda self, route, body=None, **kw: _Answer(*next(sent)))
+        live = Live(kernel={"port": 8000}, workdir=tmp_path, source="")
+        cases = {"bad": (dict(raw="{"), range(400, 500))}
+        return live.bad_then_good("/x", cases, dict(body={"text": "hi"}), error_at=error_at)
+
+    assert verdict([(413, {"detail": "too big"}), (200, {})], ()) == (
+        True,
+        "statuses {'bad': 413}; the app kept serving",
+    )
+    assert "expected a 4xx" in verdict([(500, {"error": "boom"}), (200, {})], ())[1]
+    assert "expected a 4xx" in verdict([(302, {"error": "moved"}), (200, {})], ())[1]
+    assert "no error at a JSON body" in verdict([(400, None), (200, {})], ())[1]
+    assert "no error at a JSON body" in verdict([(400, {}), (200, {})], ())[1]
+    openai_style = {"error": {"message": "max_tokens is over 256", "type": "invalid_request_error"}}
+    assert verdict([(400, openai_style), (200, {})], ("error", "message"))[0]
+    assert (
+        "no error at ['error']['message']"
+        in verdict([(400, {"error": "flat"}), (200, {})], ("error", "message"))[1]
+    )
+    assert error_message(_Answer(400, {"error": "flat"}), "error") == "flat"
+    assert error_message(_Answer(400, {"error": {"message": ""}}), "error", "message") == ""
+    assert error_message(_Answer(400, [1]), "error") == ""
+
+
+def test_registry_facts_give_the_champions_flavors_or_why_it_is_no_model(tmp_path, monkeypatch):
+    """capstone_ok once scored the registry's points with a "version" whose source is an empty folder."""
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    checks = grade.load_checks("10")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.create_registered_model("m")
+    (tmp_path / "empty").mkdir()
+    client.create_model_version("m", source=str(tmp_path / "empty"))
+    client.set_registered_model_alias("m", "champion", "1")
+    facts = checks.registry_facts(uri, "m")
+    assert (facts["versions"], facts["champion"], facts["flavors"]) == (["1"], "1", []), facts
+    assert "MLmodel" in facts["model_error"], facts
+
+    class Echo(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input):
+            return model_input
+
+    mlflow.pyfunc.save_model(tmp_path / "saved", python_model=Echo(), pip_requirements=[])
+    client.create_model_version("m", source=str(tmp_path / "saved"))
+    client.set_registered_model_alias("m", "champion", "2")
+    facts = checks.registry_facts(uri, "m")
+    assert facts["champion"] == "2" and "python_function" in facts["flavors"], facts
+    assert facts["model_error"] is None

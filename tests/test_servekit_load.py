@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import time
 
 import matplotlib
 import pytest
@@ -104,3 +105,16 @@ def test_async_load_stops_starting_requests_once_stop_says_so():
 def test_thread_load_records_which_request_each_row_is():
     report = run_load(lambda i: 200, total=12, concurrency=3, progress=False)
     assert sorted(report.indices) == list(range(12))
+
+
+def test_thread_load_starts_no_request_after_its_budget():
+    def send(i):
+        time.sleep(0.05)
+        return 200
+
+    report = run_load(send, total=10_000, concurrency=2, progress=False, budget_s=0.3)
+    assert 2 <= report.total < 10_000, "the first requests start, the rest are never sent"
+    assert max(report.started_s) <= 0.3 and report.errors == 0
+    assert report.outcomes == {200: report.total}
+    with pytest.raises(ValueError):
+        run_load(send, total=1, concurrency=1, budget_s=0)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -105,23 +104,47 @@ class Live:
     def bad_then_good(
         self,
         route: str,
-        cases: dict[str, tuple[dict[str, Any], int]],
-        good: Any,
-        error_message: Callable[[Any], str],
+        cases: dict[str, tuple[dict[str, Any], int | range]],
+        good: dict[str, Any],
+        error_at: tuple[str, ...] = ("error",),
         timeout: float = 30,
     ) -> tuple[bool, str]:
-        """A check's verdict on bad input: each case (``post`` keyword arguments, wanted status) must
-        get its status with a non-empty ``error_message(answer)``, then ``good`` must still get a 200."""
+        """A check's verdict on bad input: each case (``post`` keyword arguments, wanted status, or a
+        range of them) must get that status with an error message at ``error_at`` in its JSON body
+        (:func:`error_message`), then a good request (``good``: ``post`` keyword arguments too) must
+        still get a 200."""
         got = {}
         for case, (kwargs, want) in cases.items():
             answer = self.post(route, timeout=timeout, **kwargs)
             got[case] = answer.status_code
-            if answer.status_code != want or not error_message(answer):
-                return (
-                    False,
-                    f"{case}: HTTP {answer.status_code} {short(answer.text)}, expected {want} with an error",
-                )
-        after = self.post(route, good, timeout=timeout)
+            seen = f"{case}: HTTP {answer.status_code} {short(answer.text)}"
+            if answer.status_code not in (want if isinstance(want, range) else (want,)):
+                return False, f"{seen}, expected {_status(want)}"
+            if not error_message(answer, *error_at):
+                where = "".join(f"[{key!r}]" for key in error_at) or "a JSON body"
+                return False, f"{seen}, but no error at {where}"
+        after = self.post(route, timeout=timeout, **good)
         if after.status_code != 200:
             return False, f"after the bad requests a good one got HTTP {after.status_code}"
         return True, f"statuses {got}; the app kept serving"
+
+
+def _status(want: int | range) -> str:
+    if isinstance(want, range):
+        return f"a {str(want.start)[0]}xx" if want == range(want.start, want.start + 100) else str(want)
+    return str(want)
+
+
+def error_message(answer: Any, *path: str) -> str:
+    """The error message in an answer's JSON body, "" when there is none: ``error_message(a, "error")``
+    reads ``{"error": "..."}``, ``error_message(a, "error", "message")`` an OpenAI-style error; with no
+    path, any non-empty JSON body counts, as its text."""
+    try:
+        value = answer.json()
+    except ValueError:
+        return ""
+    if not path:
+        return json.dumps(value) if value else ""
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value if isinstance(value, str) else ""

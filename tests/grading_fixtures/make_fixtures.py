@@ -80,7 +80,14 @@ registry.mkdir(parents=True, exist_ok=True)
 mlflow.set_tracking_uri(f"sqlite:///{registry / 'mlflow.db'}")
 client = mlflow.MlflowClient()
 client.create_registered_model(CAPSTONE["mlflow_model"])
-(registry / "model").mkdir(exist_ok=True)
+
+
+class Lengths(mlflow.pyfunc.PythonModel):  # the served model, as an MLflow model
+    def predict(self, context, model_input):
+        return [len(text) for text in model_input["text"]]
+
+
+mlflow.pyfunc.save_model(registry / "model", python_model=Lengths(), pip_requirements=[])
 version = client.create_model_version(CAPSTONE["mlflow_model"], source=str(registry / "model"))
 client.set_registered_model_alias(CAPSTONE["mlflow_model"], "champion", version.version)
 print("registered version", version.version)"""
