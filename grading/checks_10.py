@@ -192,10 +192,10 @@ def check_bad_input_4xx(live):
     cap = capstone(live)
     if "bad_example" not in cap:
         return False, "CAPSTONE['bad_example'] is missing"
-    route(live)  # a route that is not one fails with the reason
+    prefix = route(live)  # a route that is not one fails with the reason, before any request
     bodies = {"CAPSTONE['bad_example']": cap["bad_example"], **GENERIC_BAD}
     cases = {case: (_as_post(body), range(400, 500)) for case, body in bodies.items()}
-    return live.bad_then_good(route(live), cases, _as_post(cap.get("example")), error_at=())
+    return live.bad_then_good(prefix, cases, _as_post(cap.get("example")), error_at=())
 
 
 def batch_decorated(cells: list[str]) -> list[str]:
